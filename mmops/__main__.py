@@ -1,0 +1,3 @@
+from mmops.cli import main
+
+raise SystemExit(main())

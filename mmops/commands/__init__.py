@@ -1,0 +1,1 @@
+"""One module per subcommand: parse flags, call the core, render, return an exit code."""

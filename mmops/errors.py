@@ -1,0 +1,21 @@
+"""Errors a user can cause. The CLI and TUI catch these once and show one line."""
+
+from __future__ import annotations
+
+
+class MmopsError(Exception):
+    """A user-facing error: bad input, a missing file, an invalid flag. Shown as one line."""
+
+    exit_code = 2
+
+
+class UsageError(MmopsError):
+    """A bad command-line flag or value."""
+
+
+class ProfileError(MmopsError):
+    """A profile YAML file that cannot be used (syntax, unknown key, wrong type)."""
+
+
+class SuiteError(MmopsError):
+    """A check-suite YAML file that cannot be used."""
