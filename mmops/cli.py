@@ -49,6 +49,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         if not _available(name, module):
             continue
         importlib.import_module(module).register(sub)
+    for sp in sub.choices.values():
+        sp.allow_abbrev = False  # `--max` must not silently mean one of our own flags
     return parser
 
 
@@ -56,7 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=first if first in COMMANDS else None)
-    args = parser.parse_args(argv)
+    # Launch-shaped commands (doctor, plan, serve, tui) take any `vllm serve` flag after their
+    # own; they opt in with set_defaults(accepts_vllm_flags=True) and read args.vllm_argv.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not getattr(args, "accepts_vllm_flags", False):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.vllm_argv = extra
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -1,0 +1,114 @@
+"""Load YAML keeping line numbers, so a bad profile or suite names file, line and key.
+
+PyYAML's composer gives nodes with marks; we validate the node tree against a small schema and
+only then build plain Python values. Errors carry ``file:line`` and the dotted key path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmops.errors import MmopsError
+
+
+@dataclass(frozen=True)
+class Located:
+    """A YAML node with where it came from, for error messages."""
+
+    node: yaml.Node
+    path: str  # dotted key path, e.g. "serve.max-model-len"
+    file: Path
+    key_node: yaml.Node | None = None  # the mapping key, whose line is where the user looks
+
+    @property
+    def line(self) -> int:
+        return (self.key_node or self.node).start_mark.line + 1
+
+    def error(self, message: str, cls: type[MmopsError] = MmopsError) -> MmopsError:
+        where = f"{self.file}:{self.line}"
+        key = f" key '{self.path}'" if self.path else ""
+        return cls(f"{where}:{key} {message}")
+
+
+def compose_file(path: Path, cls: type[MmopsError] = MmopsError) -> Located:
+    """Parse ``path`` into a node tree; any read or syntax error becomes a one-line ``cls``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise cls(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise cls(f"{path}: is a directory, expected a YAML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise cls(f"{path}: cannot read: {exc}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise cls(f"{path}{line}: YAML syntax error: {problem}") from None
+    if node is None:
+        raise cls(f"{path}: empty file, expected a YAML mapping")
+    return Located(node, "", path)
+
+
+def to_python(loc: Located) -> Any:
+    """Plain Python value of a validated node (SafeLoader semantics)."""
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(loc.node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def mapping_items(loc: Located, cls: type[MmopsError] = MmopsError) -> list[tuple[str, Located]]:
+    if not isinstance(loc.node, yaml.MappingNode):
+        raise loc.error(f"expected a mapping, got {_kind(loc.node)}", cls)
+    items = []
+    for knode, vnode in loc.node.value:
+        key = str(knode.value)
+        path = f"{loc.path}.{key}" if loc.path else key
+        items.append((key, Located(vnode, path, loc.file, knode)))
+    return items
+
+
+def sequence_items(loc: Located, cls: type[MmopsError] = MmopsError) -> list[Located]:
+    if not isinstance(loc.node, yaml.SequenceNode):
+        raise loc.error(f"expected a list, got {_kind(loc.node)}", cls)
+    return [Located(n, f"{loc.path}[{i}]", loc.file) for i, n in enumerate(loc.node.value)]
+
+
+def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    return repr(node.value)
+
+
+def scalar(
+    loc: Located, types: tuple[type, ...], cls: type[MmopsError] = MmopsError
+) -> Any:
+    """The node's value if it is a scalar of one of ``types`` (bool is never an int here)."""
+    if not isinstance(loc.node, yaml.ScalarNode):
+        raise loc.error(f"expected {_names(types)}, got {_kind(loc.node)}", cls)
+    value = to_python(loc)
+    ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not ok and float in types and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        raise loc.error(f"expected {_names(types)}, got {value!r}", cls)
+    return value
+
+
+def _names(types: tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+Validator = Callable[[Located], Any]
