@@ -1,22 +1,52 @@
 """Known failures as data: the one table that serve, logs --errors, diagnose and the TUI read.
 
-The table itself is ``mmops/data/signatures.yaml``; this module loads and validates it and
-matches single lines against it. Ranking a whole log into cause and consequences lives in
-``mmops.diagnose``.
+The table itself is ``mmops/data/signatures.yaml`` (its header documents the fields); this module
+loads and validates it, matches single lines against it and renders fixes and remedies with the
+numbers a log gave. Ranking a whole log into cause and consequences lives in ``mmops.diagnose``.
+
+Normalisation: ``match_line`` takes a RAW log line and strips ANSI colours and known prefixes
+itself (``mmops.logread.normalize``), so callers never need to. Callers that already hold the
+normalised message (the diagnose scanner) use ``match_text`` and skip that work.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from string import Formatter
 from typing import Literal
 
 import yaml
 
+from mmops.logread import normalize
+
+try:  # the regex parser, to find each pattern's required literal for the scanner's pre-filter
+    from re import _constants as _sre_c  # type: ignore[attr-defined]
+    from re import _parser as _sre_parse  # type: ignore[attr-defined]
+except ImportError:  # Python 3.10
+    import sre_constants as _sre_c  # type: ignore[no-redef]
+    import sre_parse as _sre_parse  # type: ignore[no-redef]
+
 RemedyKind = Literal["env_merge", "env_set", "arg_set"]
 Role = Literal["cause", "consequence", "context"]
+Phase = Literal["startup", "runtime", "any"]
+Marker = Literal["started", "stop", "stop_weak", "request_failed"]
+
+_ROLES = ("cause", "consequence", "context")
+_PHASES = ("startup", "runtime", "any")
+_MARKERS = ("started", "stop", "stop_weak", "request_failed")
+_REMEDY_KINDS = ("env_merge", "env_set", "arg_set")
+MIN_LITERAL = 3
+# Python 3.10 has no possessive repeats.
+_REPEATS = tuple(
+    getattr(_sre_c, n)
+    for n in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+    if hasattr(_sre_c, n)
+)
 
 
 @dataclass(frozen=True)
@@ -24,9 +54,10 @@ class Remedy:
     """One change to the launch that retrying with can fix the failure.
 
     ``env_merge``: merge ``value`` (``key:val`` pairs) into the comma-separated env var ``name``,
-    keeping the user's other keys (PYTORCH_NPU_ALLOC_CONF). ``env_set``: set env var ``name``.
-    ``arg_set``: set vLLM flag ``name`` (e.g. ``--max-model-len``). ``value`` may name captures
-    of the matching pattern as ``{capture}``.
+    keeping the user's other keys (PYTORCH_NPU_ALLOC_CONF; see ``merge_alloc_conf``).
+    ``env_set``: set env var ``name``. ``arg_set``: set vLLM flag ``name`` (e.g.
+    ``--max-model-len``). ``value`` may name captures of the matching pattern as ``{capture}``;
+    ``resolve_remedy`` fills them in.
     """
 
     kind: RemedyKind
@@ -36,50 +67,399 @@ class Remedy:
 
 @dataclass(frozen=True)
 class Signature:
+    """One failure class of the table (fields documented in ``data/signatures.yaml``)."""
+
     id: str
     title: str
     patterns: tuple[re.Pattern[str], ...]
     meaning: str
-    fix: str
+    fix: str  # the first fix template; see fix_templates and render_fix
     retryable: bool  # can a plain retry (or the remedy) help, or is it a config error?
     role: Role = "cause"
     remedy: Remedy | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
+    phase: Phase = "startup"
+    platform: str = "any"
+    weak_patterns: tuple[re.Pattern[str], ...] = ()
+    secondary_patterns: tuple[re.Pattern[str], ...] = ()
+    capture_patterns: tuple[re.Pattern[str], ...] = ()  # only for numbers, never a trigger
+    excludes: tuple[re.Pattern[str], ...] = ()
+    marker: Marker | None = None
+    fix_templates: tuple[str, ...] = ()
+    # Per pattern (strong, secondary, weak): the literals of which one must occur in a matching line.
+    literals: tuple[tuple[str, ...], ...] = ()
+
+
+Tier = Literal["strong", "secondary", "weak"]
 
 
 @dataclass(frozen=True)
 class LineMatch:
+    """A line that matched ``signature``; ``captures`` holds its named groups."""
+
     signature: Signature
     captures: dict[str, str]
+    # strong: the line names the failure. secondary: fatal, but often the echo of another
+    # rank's failure (a collective watchdog); it yields to any strong cause. weak: noise that
+    # points at the cause only when something else failed (a harmless hub lookup).
+    tier: Tier = "strong"
+
+    @property
+    def weak(self) -> bool:
+        return self.tier == "weak"
+
+
+# ----------------------------------------------------------------------------- literals
+
+
+def _pure_literal(sub) -> str | None:
+    chars = []
+    for op, av in sub:
+        if op is not _sre_c.LITERAL:
+            return None
+        chars.append(chr(av))
+    return "".join(chars)
+
+
+def _runs(items) -> list[tuple[str, ...]]:
+    """Required literal sets of a parsed regex: each tuple is 'one of these must occur'."""
+    out: list[tuple[str, ...]] = []
+    cur: list[str] = []
+
+    def flush() -> None:
+        if cur:
+            out.append(("".join(cur),))
+            cur.clear()
+
+    for op, av in items:
+        if op is _sre_c.LITERAL:
+            cur.append(chr(av))
+        elif op is _sre_c.AT:
+            continue  # zero-width: ^ $ \b do not break a literal run
+        elif op is _sre_c.SUBPATTERN:
+            add_flags, sub = av[1], av[3]
+            if add_flags & _sre_c.SRE_FLAG_IGNORECASE:
+                flush()
+                continue
+            lit = _pure_literal(sub)
+            if lit is not None:
+                cur.append(lit)
+            else:
+                flush()
+                out.extend(_runs(sub))
+        elif op is _sre_c.BRANCH:
+            flush()
+            alts = [_best(_runs(b)) for b in av[1]]
+            if all(alts):
+                out.append(tuple(x for alt in alts for x in alt))
+        elif op in _REPEATS:
+            flush()
+            if av[0] >= 1:
+                out.extend(_runs(av[2]))
+        elif op is _sre_c.IN and len(av) == 1 and av[0][0] is _sre_c.LITERAL:
+            cur.append(chr(av[0][1]))  # a one-character class such as [.]
+        else:
+            flush()
+    flush()
+    return out
+
+
+def _best(runs: list[tuple[str, ...]]) -> tuple[str, ...]:
+    return max(runs, key=lambda alts: min(len(a) for a in alts), default=())
+
+
+def required_runs(pattern: str) -> list[tuple[str, ...]]:
+    """Every literal set a match of ``pattern`` needs (each: one of these strings occurs)."""
+    parsed = _sre_parse.parse(pattern)
+    if parsed.state.flags & re.IGNORECASE:
+        return []
+    return [r for r in _runs(parsed) if min(len(a) for a in r) >= MIN_LITERAL]
+
+
+def required_literals(pattern: str) -> tuple[str, ...]:
+    """Literals of which at least one occurs in every line ``pattern`` matches (the longest)."""
+    return _best(required_runs(pattern))
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _compile(sig_id: str, patterns, what: str) -> tuple[tuple[re.Pattern[str], ...], list]:
+    compiled, lits = [], []
+    for p in patterns or ():
+        try:
+            rx = re.compile(p)
+        except re.error as exc:
+            raise ValueError(f"signature {sig_id}: bad {what} {p!r}: {exc}") from None
+        req = required_literals(p)
+        if what not in ("exclude", "capture pattern") and (
+            not req or min(len(x) for x in req) < MIN_LITERAL
+        ):
+            raise ValueError(
+                f"signature {sig_id}: {what} {p!r} has no case-sensitive literal of "
+                f"{MIN_LITERAL}+ characters (the scanner's pre-filter needs one)"
+            )
+        compiled.append(rx)
+        lits.append(req)
+    return tuple(compiled), lits
 
 
 def _parse(raw: dict) -> Signature:
+    sig_id = raw["id"]
+    role = raw.get("role", "cause")
+    phase = raw.get("phase", "startup")
+    marker = raw.get("marker")
+    if role not in _ROLES or phase not in _PHASES or (marker and marker not in _MARKERS):
+        raise ValueError(f"signature {sig_id}: bad role/phase/marker")
+    patterns, lits = _compile(sig_id, raw["patterns"], "pattern")
+    secondary, sec_lits = _compile(sig_id, raw.get("secondary_patterns"), "secondary pattern")
+    weak, weak_lits = _compile(sig_id, raw.get("weak_patterns"), "weak pattern")
+    excludes, _ = _compile(sig_id, raw.get("excludes"), "exclude")
+    capture, _ = _compile(sig_id, raw.get("capture_patterns"), "capture pattern")
+    fixes = raw["fix"] if isinstance(raw["fix"], list) else [raw["fix"]]
     remedy = raw.get("remedy")
+    if remedy and remedy.get("kind") not in _REMEDY_KINDS:
+        raise ValueError(f"signature {sig_id}: remedy kind must be one of {_REMEDY_KINDS}")
     return Signature(
-        id=raw["id"],
+        id=sig_id,
         title=raw["title"],
-        patterns=tuple(re.compile(p) for p in raw["patterns"]),
-        meaning=raw["meaning"],
-        fix=raw["fix"],
+        patterns=patterns,
+        meaning=" ".join(str(raw["meaning"]).split()),
+        fix=" ".join(fixes[0].split()),
         retryable=bool(raw.get("retryable", False)),
-        role=raw.get("role", "cause"),
+        role=role,
         remedy=Remedy(**remedy) if remedy else None,
         tags=tuple(raw.get("tags", ())),
+        phase=phase,
+        platform=raw.get("platform", "any"),
+        weak_patterns=weak,
+        secondary_patterns=secondary,
+        capture_patterns=capture,
+        excludes=excludes,
+        marker=marker,
+        fix_templates=tuple(" ".join(f.split()) for f in fixes),
+        literals=tuple(lits + sec_lits + weak_lits),
     )
 
 
 @cache
 def load_signatures() -> tuple[Signature, ...]:
-    """The packaged signature table, parsed once."""
+    """The packaged signature table, parsed once (table order is priority)."""
     text = resources.files("mmops.data").joinpath("signatures.yaml").read_text("utf-8")
-    return tuple(_parse(entry) for entry in yaml.safe_load(text)["signatures"])
+    sigs = tuple(_parse(entry) for entry in yaml.safe_load(text)["signatures"])
+    ids = [s.id for s in sigs]
+    dupes = {i for i in ids if ids.count(i) > 1}
+    if dupes:
+        raise ValueError(f"duplicate signature ids: {sorted(dupes)}")
+    return sigs
+
+
+def by_id(sig_id: str) -> Signature:
+    """The signature with this id (KeyError if none)."""
+    for sig in load_signatures():
+        if sig.id == sig_id:
+            return sig
+    raise KeyError(sig_id)
+
+
+@cache
+def prefilter_literals() -> frozenset[str]:
+    """Every literal some pattern needs: a line containing none of them matches no signature."""
+    return frozenset(lit for sig in load_signatures() for alts in sig.literals for lit in alts)
+
+
+@cache
+def prefilter_requirements() -> tuple[tuple[int, tuple[tuple[str, ...], ...]], ...]:
+    """Per pattern of the table: (its signature's position, its options).
+
+    Each option is a literal set of which a matching line holds one string; every option is
+    necessary, so a scanner may search for whichever is cheapest in a given log (``vLLM ``
+    rather than ``server version ``) and pass the positions it saw to ``match_text``.
+    """
+    return tuple(
+        (pos, tuple(required_runs(p.pattern)))
+        for pos, sig in enumerate(load_signatures())
+        for p in (*sig.patterns, *sig.secondary_patterns, *sig.weak_patterns)
+    )
+
+
+# ----------------------------------------------------------------------------- matching
+
+
+@cache
+def _index() -> tuple[tuple[str, tuple[int, ...]], ...]:
+    """(literal, signature positions needing it) for every literal of the table."""
+    needed: dict[str, set[int]] = {}
+    for pos, sig in enumerate(load_signatures()):
+        for alts in sig.literals:
+            for lit in alts:
+                needed.setdefault(lit, set()).add(pos)
+    return tuple((lit, tuple(sorted(p))) for lit, p in needed.items())
+
+
+def _match_sig(sig: Signature, text: str) -> LineMatch | None:
+    n_strong, n_sec = len(sig.patterns), len(sig.secondary_patterns)
+    all_pats = sig.patterns + sig.secondary_patterns + sig.weak_patterns
+    hit = -1
+    for i, pat in enumerate(all_pats):
+        if any(a in text for a in sig.literals[i]) and pat.search(text):
+            hit = i
+            break
+    if hit < 0 or any(ex.search(text) for ex in sig.excludes):
+        return None
+    captures: dict[str, str] = {}
+    for i, pat in enumerate(all_pats + sig.capture_patterns):
+        if i != hit and i < len(all_pats) and not any(a in text for a in sig.literals[i]):
+            continue
+        m = pat.search(text)
+        if m:
+            for k, v in m.groupdict().items():
+                if v is not None and k not in captures:
+                    captures[k] = v
+    tier = "strong" if hit < n_strong else "secondary" if hit < n_strong + n_sec else "weak"
+    return LineMatch(sig, captures, tier)
+
+
+def match_text(text: str, candidates: set[int] | None = None) -> LineMatch | None:
+    """Match an already normalised message (see ``normalize``); first signature in table order.
+
+    Strong patterns win over secondary and weak ones within a signature; captures of all the
+    winning signature's patterns that match are merged (the first value of a name wins).
+    ``candidates``: positions in ``load_signatures()`` that may match (a scanner that knows
+    which literals the line holds passes them); None means try every signature.
+    """
+    if candidates is None:
+        candidates = {p for lit, positions in _index() if lit in text for p in positions}
+    if not candidates:
+        return None
+    sigs = load_signatures()
+    for pos in sorted(candidates):
+        lm = _match_sig(sigs[pos], text)
+        if lm is not None:
+            return lm
+    return None
 
 
 def match_line(line: str) -> LineMatch | None:
-    """The first signature (in table order) whose pattern matches this line, with captures."""
-    for sig in load_signatures():
-        for pat in sig.patterns:
-            m = pat.search(line)
-            if m:
-                return LineMatch(sig, {k: v for k, v in m.groupdict().items() if v is not None})
-    return None
+    """The first signature (in table order) matching this RAW line, with captures.
+
+    ANSI colours, CRLF and prefixes such as ``(EngineCore_DP0 pid=1) ERROR 03-05 07:15:39
+    [core.py:1]`` are stripped first, so pass lines exactly as the log has them.
+    """
+    return match_text(normalize(line))
+
+
+# ----------------------------------------------------------------------------- fixes
+
+_SIZE = re.compile(r"([\d.]+)\s*([KMGT]?)i?B")
+_UNIT = {"": 1 / 1024**3, "K": 1 / 1024**2, "M": 1 / 1024, "G": 1.0, "T": 1024.0}
+
+
+def size_gib(text: str) -> float | None:
+    """'2.00 GiB' / '136.00 MiB' / '3 GB' -> GiB as float (None if unreadable)."""
+    m = _SIZE.search(text or "")
+    if not m:
+        return None
+    try:
+        return float(m.group(1)) * _UNIT[m.group(2)]
+    except ValueError:
+        return None
+
+
+def _fmt_gib(v: float) -> str:
+    return f"{v:.2f} GiB" if v >= 0.1 else f"{v * 1024:.0f} MiB"
+
+
+def merge_alloc_conf(current: str | None, update: str) -> str:
+    """Merge ``key:val`` pairs of ``update`` into a comma-separated allocator conf, keeping others.
+
+    >>> merge_alloc_conf("max_split_size_mb:256,expandable_segments:True", "expandable_segments:False")
+    'max_split_size_mb:256,expandable_segments:False'
+    """
+    pairs: dict[str, str] = {}
+    for part in (current or "").split(","):
+        if ":" in part:
+            k, v = part.split(":", 1)
+            pairs[k.strip()] = v.strip()
+    for part in update.split(","):
+        if ":" in part:
+            k, v = part.split(":", 1)
+            pairs[k.strip()] = v.strip()
+    return ",".join(f"{k}:{v}" for k, v in pairs.items())
+
+
+def _int(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(float(text.replace(",", "")))
+    except ValueError:
+        return None
+
+
+def derive(sig: Signature, captures: dict[str, str], facts: dict | None = None) -> dict[str, str]:
+    """Numbers computed from captures (and facts of the same log) for the fix templates."""
+    facts = facts or {}
+    out: dict[str, str] = {}
+    tried, free, total = (size_gib(captures.get(k, "")) for k in ("tried", "free", "total"))
+    if tried is not None and free is not None:
+        short = max(tried - free, 0.0)
+        out["short"] = _fmt_gib(short)
+        if total:
+            # Leave room for the shortfall plus a margin of 1 % of the device.
+            drop = math.ceil((short / total + 0.01) * 100) / 100
+            out["util_drop"] = f"{drop:.2f}"
+            util = facts.get("gpu_memory_utilization")
+            if util is not None:
+                with contextlib.suppress(ValueError):
+                    out["util_suggest"] = f"{max(float(util) - drop, 0.05):.2f}"
+    derived = _int(captures.get("derived"))
+    if derived is not None:
+        out["derived_int"] = str(derived)
+    heads, tp = _int(captures.get("heads")), _int(captures.get("tp"))
+    if heads:
+        valid = [d for d in (1, 2, 4, 8, 16, 32) if heads % d == 0 and d <= heads]
+        if tp:
+            valid = [d for d in valid if d != tp]
+        out["valid_tp"] = ", ".join(str(d) for d in valid)
+    if sig.remedy and sig.remedy.kind == "env_merge":
+        current = (
+            facts.get("npu_alloc_conf") if sig.remedy.name == "PYTORCH_NPU_ALLOC_CONF" else None
+        )
+        if current:
+            out["alloc_conf_merged"] = merge_alloc_conf(current, sig.remedy.value)
+    for k in ("gpu_memory_utilization",):
+        if k in facts:
+            out[k] = str(facts[k])
+    return out
+
+
+def _fields(template: str) -> set[str]:
+    return {name for _, name, _, _ in Formatter().parse(template) if name}
+
+
+def render_fix(sig: Signature, captures: dict[str, str], facts: dict | None = None) -> str:
+    """The fix text with the log's numbers: the first template whose fields are all known."""
+    values = {**{k: str(v) for k, v in (facts or {}).items()}, **captures}
+    values.update(derive(sig, captures, facts))
+    for template in sig.fix_templates or (sig.fix,):
+        if _fields(template) <= values.keys():
+            return template.format(**values)
+    # No template fits entirely: show the last one with unknown fields named.
+    return sig.fix_templates[-1].format_map(_Missing(values))
+
+
+class _Missing(dict):
+    def __missing__(self, key: str) -> str:
+        return f"<{key}>"
+
+
+def resolve_remedy(sig: Signature, captures: dict[str, str]) -> Remedy | None:
+    """The signature's remedy with ``{capture}`` fields filled in; None when a field is unknown."""
+    if sig.remedy is None:
+        return None
+    needed = _fields(sig.remedy.value)
+    if not needed <= captures.keys():
+        return None
+    value = sig.remedy.value.format(**{k: captures[k].replace(",", "") for k in needed})
+    return Remedy(sig.remedy.kind, sig.remedy.name, value)
