@@ -100,8 +100,11 @@ class Context:
             return platform.simulate(dev.model, dev.count or self.spec.tp * self.spec.pp)
         if dev.kind == "cpu":
             return platform.PlatformReport(
-                devices=(), looked_at=("device kind cpu requested",), visible_env={},
-                warnings=(), simulated=False,
+                devices=(),
+                looked_at=("device kind cpu requested",),
+                visible_env={},
+                warnings=(),
+                simulated=False,
             )
         kwargs: dict[str, Any] = {"env": self.env}
         if self._runner is not None:
@@ -166,7 +169,9 @@ def check(check_id: str, title: str, needs_model: bool = False) -> Callable[[Che
     return deco
 
 
-def R(check_id: str, status: Status, summary: str, detail: str = "", fix: str = "", **data: Any) -> CheckResult:
+def R(
+    check_id: str, status: Status, summary: str, detail: str = "", fix: str = "", **data: Any
+) -> CheckResult:
     return CheckResult(check_id, status, summary, detail, fix, data=data)
 
 
@@ -216,15 +221,22 @@ def _device_memory(ctx: Context) -> CheckResult:
         holders = ", ".join(f"pid {p.pid} {p.name} {p.memory_mib} MiB" for p in d.processes)
         lines.append(
             f"{d.vendor} {d.index}: {d.memory_used_mib}/{total} MiB used, {free} free; "
-            f"vLLM wants {want:.0f} ({util:g} x total)" + (f"; held by {holders}" if holders else "")
+            f"vLLM wants {want:.0f} ({util:g} x total)"
+            + (f"; held by {holders}" if holders else "")
         )
         if free < want:
             short.append((d, free, want, holders))
     if short:
         d, free, want, holders = short[0]
         idx = ", ".join(str(s[0].index) for s in short)
-        max_util = min((s[0].memory_total_mib - s[0].memory_used_mib) / s[0].memory_total_mib for s in short)
-        who = f" Memory is held by: {holders}." if holders else " No process is listed: another container may hold it."
+        max_util = min(
+            (s[0].memory_total_mib - s[0].memory_used_mib) / s[0].memory_total_mib for s in short
+        )
+        who = (
+            f" Memory is held by: {holders}."
+            if holders
+            else " No process is listed: another container may hold it."
+        )
         return R(
             cid,
             "fail",
@@ -233,7 +245,12 @@ def _device_memory(ctx: Context) -> CheckResult:
             "gpu-memory-utilization." + who,
             f"Stop what holds the memory, or lower --gpu-memory-utilization to {max(0.05, max_util - 0.01):.2f}.",
         )
-    return R(cid, "pass", f"{len(ctx.used_devices)} device(s) have room for {util:g} x total", "\n".join(lines))
+    return R(
+        cid,
+        "pass",
+        f"{len(ctx.used_devices)} device(s) have room for {util:g} x total",
+        "\n".join(lines),
+    )
 
 
 # ------------------------------------------------------------------------------- software
@@ -282,17 +299,25 @@ def _env(ctx: Context) -> CheckResult:
         es = keys.get("expandable_segments")
         if es is not None and es not in ("True", "False"):
             problems.append(
-                ("fail", f"PYTORCH_NPU_ALLOC_CONF expandable_segments:{es} is not True/False",
-                 "torch_npu rejects it: 'Expected a single True/False argument for expandable_segments'. Use expandable_segments:True or :False.")
+                (
+                    "fail",
+                    f"PYTORCH_NPU_ALLOC_CONF expandable_segments:{es} is not True/False",
+                    "torch_npu rejects it: 'Expected a single True/False argument for expandable_segments'. Use expandable_segments:True or :False.",
+                )
             )
         conflict = [k for k in ("max_split_size_mb", "garbage_collection_threshold") if k in keys]
         if es == "True" and conflict:
             others = ",".join(f"{k}:{v}" for k, v in keys.items() if k != "expandable_segments")
             problems.append(
-                ("fail", f"PYTORCH_NPU_ALLOC_CONF sets expandable_segments:True with {', '.join(conflict)}",
-                 f"torch_npu refuses this combination. Either PYTORCH_NPU_ALLOC_CONF=expandable_segments:False,{others} or drop {', '.join(conflict)}.")
+                (
+                    "fail",
+                    f"PYTORCH_NPU_ALLOC_CONF sets expandable_segments:True with {', '.join(conflict)}",
+                    f"torch_npu refuses this combination. Either PYTORCH_NPU_ALLOC_CONF=expandable_segments:False,{others} or drop {', '.join(conflict)}.",
+                )
             )
-        notes.append(f"PYTORCH_NPU_ALLOC_CONF={conf} (expandable segments {'on' if es == 'True' else 'off' if es == 'False' else 'unset'})")
+        notes.append(
+            f"PYTORCH_NPU_ALLOC_CONF={conf} (expandable segments {'on' if es == 'True' else 'off' if es == 'False' else 'unset'})"
+        )
     elif ctx.vendor == "ascend":
         notes.append(
             "PYTORCH_NPU_ALLOC_CONF unset: vllm-ascend >= 0.14 turns expandable_segments:True on "
@@ -306,8 +331,11 @@ def _env(ctx: Context) -> CheckResult:
         if raw is None:
             if ctx.facts is not None and ctx.facts.is_multimodal:
                 problems.append(
-                    ("warn", f"{var} unset (vLLM default {default} s)",
-                     f"export {var}={want} as the reference does; large images and long first iterations on NPU exceed {default} s.")
+                    (
+                        "warn",
+                        f"{var} unset (vLLM default {default} s)",
+                        f"export {var}={want} as the reference does; large images and long first iterations on NPU exceed {default} s.",
+                    )
                 )
             continue
         try:
@@ -315,18 +343,29 @@ def _env(ctx: Context) -> CheckResult:
                 raise ValueError
             notes.append(f"{var}={raw}")
         except ValueError:
-            problems.append(("fail", f"{var}={raw!r} is not a positive number", f"export {var}={want}"))
+            problems.append(
+                ("fail", f"{var}={raw!r} is not a positive number", f"export {var}={want}")
+            )
     if ctx.vendor == "ascend":
-        sourced = any(env.get(k) for k in ("ASCEND_TOOLKIT_HOME", "ASCEND_HOME_PATH", "ASCEND_OPP_PATH"))
+        sourced = any(
+            env.get(k) for k in ("ASCEND_TOOLKIT_HOME", "ASCEND_HOME_PATH", "ASCEND_OPP_PATH")
+        )
         if not sourced:
             problems.append(
-                ("fail", "CANN environment not sourced (ASCEND_TOOLKIT_HOME / ASCEND_HOME_PATH unset)",
-                 "source /usr/local/Ascend/ascend-toolkit/set_env.sh (and nnal/atb/set_env.sh for vllm-ascend) before starting vLLM.")
+                (
+                    "fail",
+                    "CANN environment not sourced (ASCEND_TOOLKIT_HOME / ASCEND_HOME_PATH unset)",
+                    "source /usr/local/Ascend/ascend-toolkit/set_env.sh (and nnal/atb/set_env.sh for vllm-ascend) before starting vLLM.",
+                )
             )
         else:
-            notes.append(f"CANN env: {env.get('ASCEND_TOOLKIT_HOME') or env.get('ASCEND_HOME_PATH')}")
+            notes.append(
+                f"CANN env: {env.get('ASCEND_TOOLKIT_HOME') or env.get('ASCEND_HOME_PATH')}"
+            )
     if not problems:
-        return R(cid, "pass", "; ".join(notes) or "nothing to check for this device", "\n".join(notes))
+        return R(
+            cid, "pass", "; ".join(notes) or "nothing to check for this device", "\n".join(notes)
+        )
     worst: Status = "fail" if any(p[0] == "fail" for p in problems) else "warn"
     first = next(p for p in problems if p[0] == worst)
     rest = [p[1] for p in problems if p is not first]
@@ -348,13 +387,33 @@ def _model_config(ctx: Context) -> CheckResult:
     cid = "model.config"
     f = ctx.facts
     if f is None:
-        return R(cid, "fail", "no model given", "", "Pass --model DIR or set model: in the profile.")
+        return R(
+            cid, "fail", "no model given", "", "Pass --model DIR or set model: in the profile."
+        )
     if not f.exists:
-        return R(cid, "fail", f"model path {f.path} does not exist", "", "Check the path (inside the container, if vLLM runs in one).")
+        return R(
+            cid,
+            "fail",
+            f"model path {f.path} does not exist",
+            "",
+            "Check the path (inside the container, if vLLM runs in one).",
+        )
     if not f.is_dir:
-        return R(cid, "fail", f"model path {f.path} is not a directory", "", "Pass the directory that holds config.json, not a file in it.")
+        return R(
+            cid,
+            "fail",
+            f"model path {f.path} is not a directory",
+            "",
+            "Pass the directory that holds config.json, not a file in it.",
+        )
     if f.config is None:
-        return R(cid, "fail", "config.json unusable", f.config_error or "", "Re-download config.json from the model's repository.")
+        return R(
+            cid,
+            "fail",
+            "config.json unusable",
+            f.config_error or "",
+            "Re-download config.json from the model's repository.",
+        )
     arch = f.arch or "(no architectures)"
     nested = f" (text settings under {f.text_config_key})" if f.text_config_key else ""
     detail = (
@@ -363,9 +422,21 @@ def _model_config(ctx: Context) -> CheckResult:
         + (f"; vision heads {f.vision_heads}" if f.vision_heads else "")
     )
     if not f.architectures:
-        return R(cid, "warn", "config.json names no architectures", detail, "vLLM picks the model class from `architectures`; add it.")
+        return R(
+            cid,
+            "warn",
+            "config.json names no architectures",
+            detail,
+            "vLLM picks the model class from `architectures`; add it.",
+        )
     if not f.is_multimodal:
-        return R(cid, "warn", f"{arch} is not a multimodal architecture", detail, "mmops probes images and video; a text-only model serves text only.")
+        return R(
+            cid,
+            "warn",
+            f"{arch} is not a multimodal architecture",
+            detail,
+            "mmops probes images and video; a text-only model serves text only.",
+        )
     return R(cid, "pass", f"{arch} (multimodal)", detail, arch=arch)
 
 
@@ -378,22 +449,40 @@ def _max_len(ctx: Context) -> CheckResult:
     ml = f.max_len
     req = ctx.spec.max_model_len
     if ml is None:
-        return R(cid, "warn", "config.json has no length key; vLLM assumes 2048",
-                 f"None of the keys vLLM reads is present in config.json", "Set --max-model-len explicitly.")
+        return R(
+            cid,
+            "warn",
+            "config.json has no length key; vLLM assumes 2048",
+            "None of the keys vLLM reads is present in config.json",
+            "Set --max-model-len explicitly.",
+        )
     limit = ml.value
     scaled = f" x rope factor {ml.scaled_by:g}" if ml.scaled_by != 1.0 else ""
     detail = f"The model's limit: {ml.where} = {limit}{scaled} (file {f.path / 'config.json'})"
     if req is None:
-        return R(cid, "pass", f"--max-model-len unset: vLLM will use the model's {limit}", detail, limit=limit)
+        return R(
+            cid,
+            "pass",
+            f"--max-model-len unset: vLLM will use the model's {limit}",
+            detail,
+            limit=limit,
+        )
     if req > limit:
         if ctx.env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN") in ("1", "true", "True"):
-            return R(cid, "warn", f"--max-model-len {req} > {ml.key}={limit}, allowed by VLLM_ALLOW_LONG_MAX_MODEL_LEN",
-                     detail, f"Positions past {limit} give NaNs with RoPE; prefer --max-model-len {limit}.", limit=limit)
+            return R(
+                cid,
+                "warn",
+                f"--max-model-len {req} > {ml.key}={limit}, allowed by VLLM_ALLOW_LONG_MAX_MODEL_LEN",
+                detail,
+                f"Positions past {limit} give NaNs with RoPE; prefer --max-model-len {limit}.",
+                limit=limit,
+            )
         return R(
             cid,
             "fail",
             f"--max-model-len {req} exceeds the model's {ml.key}={limit}",
-            detail + f". vLLM would exit: User-specified max_model_len ({req}) is greater than the derived max_model_len.",
+            detail
+            + f". vLLM would exit: User-specified max_model_len ({req}) is greater than the derived max_model_len.",
             f"Use --max-model-len {limit} or less.",
             limit=limit,
         )
@@ -414,22 +503,42 @@ def _batched(ctx: Context) -> CheckResult:
     cid = "args.batched_tokens"
     spec = ctx.spec
     bt = spec.get("max-num-batched-tokens")
-    ml = spec.max_model_len or (ctx.facts.max_len.value if ctx.facts and ctx.facts.max_len else None)
+    ml = spec.max_model_len or (
+        ctx.facts.max_len.value if ctx.facts and ctx.facts.max_len else None
+    )
     if bt is None or ml is None:
         return R(cid, "pass", "--max-num-batched-tokens unset: vLLM sizes it")
     if bt >= ml:
         return R(cid, "pass", f"--max-num-batched-tokens {bt} >= --max-model-len {ml}")
-    chunked_off = spec.get("no-enable-chunked-prefill") or spec.get("enable-chunked-prefill") is False
+    chunked_off = (
+        spec.get("no-enable-chunked-prefill") or spec.get("enable-chunked-prefill") is False
+    )
     ver = _version_tuple(ctx.vllm_version)
     # vLLM V0 (default before 0.8) refuses this unless chunked prefill is on; V1 always chunks.
     v0 = ver is not None and ver < (0, 8)
     summary = f"--max-num-batched-tokens {bt} < --max-model-len {ml}"
     fix = f"Use --max-num-batched-tokens {ml} (or more), or --max-model-len {bt}."
     if chunked_off or v0:
-        why = "chunked prefill is off" if chunked_off else f"vLLM {ctx.vllm_version} runs the V0 engine"
-        return R(cid, "fail", summary, f"{why}: vLLM raises 'max_num_batched_tokens ({bt}) is smaller than max_model_len ({ml})'.", fix)
+        why = (
+            "chunked prefill is off"
+            if chunked_off
+            else f"vLLM {ctx.vllm_version} runs the V0 engine"
+        )
+        return R(
+            cid,
+            "fail",
+            summary,
+            f"{why}: vLLM raises 'max_num_batched_tokens ({bt}) is smaller than max_model_len ({ml})'.",
+            fix,
+        )
     known = f"vLLM {ctx.vllm_version}" if ver else "vLLM (version unknown)"
-    return R(cid, "warn", summary, f"{known} accepts this with chunked prefill (long prompts are prefilled in chunks); the reference requires >=, and older vLLM refuses it.", fix)
+    return R(
+        cid,
+        "warn",
+        summary,
+        f"{known} accepts this with chunked prefill (long prompts are prefilled in chunks); the reference requires >=, and older vLLM refuses it.",
+        fix,
+    )
 
 
 @check("model.tokenizer", "Tokenizer files", needs_model=True)
@@ -443,18 +552,32 @@ def _tokenizer(ctx: Context) -> CheckResult:
         from pathlib import Path
 
         if not Path(tok).is_dir():
-            return R(cid, "fail", f"--tokenizer {tok} is not a directory", "", "Point --tokenizer at a directory with tokenizer files.")
+            return R(
+                cid,
+                "fail",
+                f"--tokenizer {tok} is not a directory",
+                "",
+                "Point --tokenizer at a directory with tokenizer files.",
+            )
         return R(cid, "pass", f"--tokenizer {tok}")
     files = f.tokenizer_files
     has_cfg = f.tokenizer_config is not None
     if not files:
         return R(
-            cid, "fail", "no tokenizer files in the model directory",
+            cid,
+            "fail",
+            "no tokenizer files in the model directory",
             f"Looked for {', '.join(('tokenizer.json', 'tokenizer.model', 'vocab.json + merges.txt'))} in {f.path}",
             "Copy the original tokenizer files next to the weights (converted checkpoints often lack them), or pass --tokenizer DIR.",
         )
     if not has_cfg:
-        return R(cid, "warn", f"{', '.join(files)} present but no tokenizer_config.json", "", "Copy tokenizer_config.json from the original model.")
+        return R(
+            cid,
+            "warn",
+            f"{', '.join(files)} present but no tokenizer_config.json",
+            "",
+            "Copy tokenizer_config.json from the original model.",
+        )
     return R(cid, "pass", ", ".join(files) + " + tokenizer_config.json")
 
 
@@ -473,20 +596,42 @@ def _chat_template(ctx: Context) -> CheckResult:
         if "{" in str(flag):
             src = "--chat-template (inline)"
         elif not p.is_file():
-            return R(cid, "fail", f"--chat-template {flag}: no such file", "", "Give an existing .jinja file, or drop the flag to use the model's template.")
+            return R(
+                cid,
+                "fail",
+                f"--chat-template {flag}: no such file",
+                "",
+                "Give an existing .jinja file, or drop the flag to use the model's template.",
+            )
         else:
             src = f"--chat-template {flag}"
     else:
         src = f.chat_template_source
         if src is None:
-            problems.append(("fail", "no chat template: /v1/chat/completions will reject every request",
-                             "Pass --chat-template FILE.jinja (vLLM ships examples under examples/), or add chat_template to tokenizer_config.json."))
+            problems.append(
+                (
+                    "fail",
+                    "no chat template: /v1/chat/completions will reject every request",
+                    "Pass --chat-template FILE.jinja (vLLM ships examples under examples/), or add chat_template to tokenizer_config.json.",
+                )
+            )
     if f.arch in NEEDS_PREPROCESSOR and f.preprocessor_config is None:
-        problems.append(("fail", f"preprocessor_config.json missing: {f.arch} needs it to turn images into tokens",
-                         "Copy preprocessor_config.json from the original model repository."))
+        problems.append(
+            (
+                "fail",
+                f"preprocessor_config.json missing: {f.arch} needs it to turn images into tokens",
+                "Copy preprocessor_config.json from the original model repository.",
+            )
+        )
     if problems:
         worst: Status = "fail" if any(p[0] == "fail" for p in problems) else "warn"
-        return R(cid, worst, problems[0][1], "\n".join(p[1] for p in problems), "\n".join(p[2] for p in problems))
+        return R(
+            cid,
+            worst,
+            problems[0][1],
+            "\n".join(p[1] for p in problems),
+            "\n".join(p[2] for p in problems),
+        )
     pre = " + preprocessor_config.json" if f.preprocessor_config is not None else ""
     return R(cid, "pass", f"chat template from {src}{pre}")
 
@@ -501,7 +646,11 @@ def _remote_code(ctx: Context) -> CheckResult:
     am = f.auto_map
     if not am:
         if trust:
-            return R(cid, "pass", "--trust-remote-code set; the model has no custom code (auto_map empty)")
+            return R(
+                cid,
+                "pass",
+                "--trust-remote-code set; the model has no custom code (auto_map empty)",
+            )
         return R(cid, "pass", "no custom model code needed")
     files = sorted({str(v).split(".")[0] for v in am.values() if isinstance(v, str)})
     missing = [m for m in files if "--" not in m and not (f.path / f"{m}.py").is_file()]
@@ -509,12 +658,28 @@ def _remote_code(ctx: Context) -> CheckResult:
     if missing:
         detail += f"\nMissing code files: {', '.join(m + '.py' for m in missing)}"
     if not trust:
-        return R(cid, "fail", "the model ships its own code (auto_map): vLLM needs --trust-remote-code", detail,
-                 "Add --trust-remote-code (it runs the model's Python code: use it only with a model directory you trust).")
+        return R(
+            cid,
+            "fail",
+            "the model ships its own code (auto_map): vLLM needs --trust-remote-code",
+            detail,
+            "Add --trust-remote-code (it runs the model's Python code: use it only with a model directory you trust).",
+        )
     if missing:
-        return R(cid, "fail", "auto_map names code files that are not in the directory", detail, "Copy the .py files from the original model repository.")
-    return R(cid, "warn", "--trust-remote-code set: the model's own Python code will run", detail,
-             "Fine for a model you trust; review the .py files otherwise.")
+        return R(
+            cid,
+            "fail",
+            "auto_map names code files that are not in the directory",
+            detail,
+            "Copy the .py files from the original model repository.",
+        )
+    return R(
+        cid,
+        "warn",
+        "--trust-remote-code set: the model's own Python code will run",
+        detail,
+        "Fine for a model you trust; review the .py files otherwise.",
+    )
 
 
 @check("model.weights", "Weights (safetensors) and dtype", needs_model=True)
@@ -525,30 +690,65 @@ def _weights(ctx: Context) -> CheckResult:
         return f
     w = f.weights
     if w.index_error:
-        return R(cid, "fail", "model.safetensors.index.json is broken", w.index_error, "Re-download the index file.")
+        return R(
+            cid,
+            "fail",
+            "model.safetensors.index.json is broken",
+            w.index_error,
+            "Re-download the index file.",
+        )
     if not w.expected:
         if w.other_formats:
-            return R(cid, "warn", f"no safetensors; found {', '.join(w.other_formats[:3])}",
-                     "mmops reads sizes from safetensors headers only.", "Prefer safetensors weights (faster, safer load).")
-        return R(cid, "fail", "no weight files in the model directory", f"Looked for *.safetensors in {f.path}",
-                 "Download the weights (all shards) into the model directory.")
+            return R(
+                cid,
+                "warn",
+                f"no safetensors; found {', '.join(w.other_formats[:3])}",
+                "mmops reads sizes from safetensors headers only.",
+                "Prefer safetensors weights (faster, safer load).",
+            )
+        return R(
+            cid,
+            "fail",
+            "no weight files in the model directory",
+            f"Looked for *.safetensors in {f.path}",
+            "Download the weights (all shards) into the model directory.",
+        )
     if w.missing:
-        return R(cid, "fail", f"{len(w.missing)} of {len(w.expected)} shards named by the index are missing",
-                 "Missing: " + ", ".join(w.missing[:8]) + (" ..." if len(w.missing) > 8 else ""),
-                 "Finish the download: every shard in model.safetensors.index.json must be present.")
+        return R(
+            cid,
+            "fail",
+            f"{len(w.missing)} of {len(w.expected)} shards named by the index are missing",
+            "Missing: " + ", ".join(w.missing[:8]) + (" ..." if len(w.missing) > 8 else ""),
+            "Finish the download: every shard in model.safetensors.index.json must be present.",
+        )
     if w.errors:
-        return R(cid, "fail", f"{len(w.errors)} shard(s) unreadable", "\n".join(w.errors[:8]), "Re-download the named shards (compare sizes with the repository).")
+        return R(
+            cid,
+            "fail",
+            f"{len(w.errors)} shard(s) unreadable",
+            "\n".join(w.errors[:8]),
+            "Re-download the named shards (compare sizes with the repository).",
+        )
     by = w.params_by_dtype
     parts = ", ".join(f"{n / 1e9:.2f}B {d}" for d, n in sorted(by.items(), key=lambda kv: -kv[1]))
     summary = f"{len(w.shards)} shard(s), {w.total_params / 1e9:.2f}B params ({parts}), {estimate.gib(w.total_bytes)}"
     dtype = ctx.spec.dtype
-    if dtype in ("bfloat16", "auto") and ctx.devices and not all(d.bf16 for d in ctx.used_devices or ctx.devices):
+    if (
+        dtype in ("bfloat16", "auto")
+        and ctx.devices
+        and not all(d.bf16 for d in ctx.used_devices or ctx.devices)
+    ):
         from mmops.model import run_dtype
 
         if run_dtype(f, dtype) == "BF16":
             names = sorted({d.name for d in ctx.devices if not d.bf16})
-            return R(cid, "fail", f"{', '.join(names)} has no bfloat16; the model would run in bfloat16", summary,
-                     "Pass --dtype float16.")
+            return R(
+                cid,
+                "fail",
+                f"{', '.join(names)} has no bfloat16; the model would run in bfloat16",
+                summary,
+                "Pass --dtype float16.",
+            )
     return R(cid, "pass", summary, data_bytes=w.total_bytes)
 
 
@@ -558,7 +758,13 @@ def _tp(ctx: Context) -> CheckResult:
     cid = "parallel.tp"
     tp, pp = ctx.spec.tp, ctx.spec.pp
     if tp < 1 or pp < 1:
-        return R(cid, "fail", f"--tensor-parallel-size {tp} / --pipeline-parallel-size {pp} must be >= 1", "", "Use 1 or more.")
+        return R(
+            cid,
+            "fail",
+            f"--tensor-parallel-size {tp} / --pipeline-parallel-size {pp} must be >= 1",
+            "",
+            "Use 1 or more.",
+        )
     problems: list[str] = []
     fixes: list[str] = []
     f = ctx.facts if ctx.facts is not None and ctx.facts.config is not None else None
@@ -574,14 +780,22 @@ def _tp(ctx: Context) -> CheckResult:
         if layers and pp > layers:
             problems.append(f"PP {pp} exceeds the {layers} layers")
         if problems:
-            good = [t for t in (1, 2, 4, 8, 16) if (not heads or heads % t == 0)
-                    and (not kv or (kv % t == 0 if kv >= t else t % kv == 0))
-                    and (not vh or f.arch in VISION_HEADS_PADDED or vh % t == 0)]
-            fixes.append(f"Valid --tensor-parallel-size values for this model: {', '.join(map(str, good))}.")
+            good = [
+                t
+                for t in (1, 2, 4, 8, 16)
+                if (not heads or heads % t == 0)
+                and (not kv or (kv % t == 0 if kv >= t else t % kv == 0))
+                and (not vh or f.arch in VISION_HEADS_PADDED or vh % t == 0)
+            ]
+            fixes.append(
+                f"Valid --tensor-parallel-size values for this model: {', '.join(map(str, good))}."
+            )
     visible = len(ctx.devices)
     if ctx.vendor not in (None, "cpu") and tp * pp > visible:
         problems.append(f"TP x PP = {tp * pp} but only {visible} device(s) visible")
-        fixes.append(f"Make {tp * pp} devices visible, or lower --tensor-parallel-size to {max(1, visible // pp)}.")
+        fixes.append(
+            f"Make {tp * pp} devices visible, or lower --tensor-parallel-size to {max(1, visible // pp)}."
+        )
     if problems:
         return R(cid, "fail", problems[0], "\n".join(problems), " ".join(fixes))
     used = f"TP {tp} x PP {pp} = {tp * pp} device(s)"
@@ -622,13 +836,17 @@ def _memory_fit(ctx: Context) -> CheckResult:
     if ctx.vendor == "cpu":
         return _cpu_fit(ctx, f, inp, max_len)
     if not ctx.used_devices:
-        return R(cid, "skip", "no device to size against (plan offline with --device 910b3 --devices N)")
+        return R(
+            cid, "skip", "no device to size against (plan offline with --device 910b3 --devices N)"
+        )
     d = min(ctx.used_devices, key=lambda x: x.memory_total_mib - x.memory_used_mib)
     total = d.memory_total_mib * estimate.MIB
     free = (d.memory_total_mib - d.memory_used_mib) * estimate.MIB
     fit = estimate.fit(f, inp, total, free)
     if fit is None:
-        return R(cid, "skip", "config.json lacks layers / kv heads / head_dim: cannot size the KV cache")
+        return R(
+            cid, "skip", "config.json lacks layers / kv heads / head_dim: cannot size the KV cache"
+        )
     g = estimate.gib
     detail = (
         f"Per device ({d.name}, the one with least free memory): capacity {g(fit.capacity)} "
@@ -638,31 +856,66 @@ def _memory_fit(ctx: Context) -> CheckResult:
         f"{fit.kv_per_token:,} bytes/token ({f.num_layers} layers x {f.num_kv_heads} kv heads x "
         f"{f.head_dim} head_dim x 2 (K,V) x dtype, split over TP). Activation and overhead are estimates."
     )
-    data = {"max_len_fit": min(fit.max_len_fit, limit or fit.max_len_fit), "concurrency": round(fit.concurrency, 2), "kv_budget_bytes": fit.kv_budget}
+    data = {
+        "max_len_fit": min(fit.max_len_fit, limit or fit.max_len_fit),
+        "concurrency": round(fit.concurrency, 2),
+        "kv_budget_bytes": fit.kv_budget,
+    }
     if not fit.fits:
         short = -fit.kv_budget
-        more_tp = next((t for t in (2, 4, 8, 16) if t > inp.tp and _fits_with_tp(f, inp, t, total, free)), None)
+        more_tp = next(
+            (t for t in (2, 4, 8, 16) if t > inp.tp and _fits_with_tp(f, inp, t, total, free)), None
+        )
         fix = f"Weights alone need more than the device offers (short by {g(short)})."
         if more_tp:
             fix += f" Use --tensor-parallel-size {more_tp}"
-            fix += "." if len(ctx.devices) >= more_tp * inp.pp else f" (needs {more_tp * inp.pp} devices)."
-        return R(cid, "fail", f"no room for the KV cache: short by {g(short)} per device", detail, fix, **data)
+            fix += (
+                "."
+                if len(ctx.devices) >= more_tp * inp.pp
+                else f" (needs {more_tp * inp.pp} devices)."
+            )
+        return R(
+            cid,
+            "fail",
+            f"no room for the KV cache: short by {g(short)} per device",
+            detail,
+            fix,
+            **data,
+        )
     fit_len = min(fit.max_len_fit, limit) if limit else fit.max_len_fit
     if max_len and fit.max_len_fit < max_len:
         return R(
-            cid, "fail",
+            cid,
+            "fail",
             f"KV cache holds {fit.max_len_fit:,} tokens < --max-model-len {max_len:,}",
-            detail + f"\nvLLM would stop at start-up: the KV cache cannot hold one request of {max_len} tokens.",
+            detail
+            + f"\nvLLM would stop at start-up: the KV cache cannot hold one request of {max_len} tokens.",
             f"Use --max-model-len {fit_len} (the largest that fits), raise --gpu-memory-utilization, or add devices (--tensor-parallel-size).",
             **data,
         )
     seqs = int(ctx.spec.get("max-num-seqs", 256))
     summary = f"fits: KV cache ~{fit.max_len_fit:,} tokens = {fit.concurrency:.1f} requests of {max_len:,} tokens at once"
     if fit.concurrency < 1.5:
-        return R(cid, "warn", summary + " (little headroom)", detail, f"Largest --max-model-len that fits: {fit_len}; raise memory or TP for concurrency.", **data)
+        return R(
+            cid,
+            "warn",
+            summary + " (little headroom)",
+            detail,
+            f"Largest --max-model-len that fits: {fit_len}; raise memory or TP for concurrency.",
+            **data,
+        )
     if fit.concurrency < min(seqs, 4):
-        return R(cid, "warn", summary, detail, f"Only {fit.concurrency:.1f} full-length requests fit; --max-num-seqs {seqs} will queue.", **data)
-    return R(cid, "pass", summary, detail + f"\nLargest --max-model-len that fits: {fit_len}.", **data)
+        return R(
+            cid,
+            "warn",
+            summary,
+            detail,
+            f"Only {fit.concurrency:.1f} full-length requests fit; --max-num-seqs {seqs} will queue.",
+            **data,
+        )
+    return R(
+        cid, "pass", summary, detail + f"\nLargest --max-model-len that fits: {fit_len}.", **data
+    )
 
 
 def _fits_with_tp(f: ModelFacts, inp: estimate.FitInput, tp: int, total: int, free: int) -> bool:
@@ -672,7 +925,9 @@ def _fits_with_tp(f: ModelFacts, inp: estimate.FitInput, tp: int, total: int, fr
     return res is not None and res.fits
 
 
-def _cpu_fit(ctx: Context, f: ModelFacts, inp: estimate.FitInput, max_len: int | None) -> CheckResult:
+def _cpu_fit(
+    ctx: Context, f: ModelFacts, inp: estimate.FitInput, max_len: int | None
+) -> CheckResult:
     """vLLM's CPU backend takes its KV cache from VLLM_CPU_KVCACHE_SPACE (GiB), not a fraction."""
     cid = "memory.fit"
     kv_tok = estimate.kv_bytes_per_token(f, inp)
@@ -682,13 +937,31 @@ def _cpu_fit(ctx: Context, f: ModelFacts, inp: estimate.FitInput, max_len: int |
     try:
         space = float(raw) * estimate.GIB if raw else 4 * estimate.GIB  # vLLM CPU default 4 GiB
     except ValueError:
-        return R(cid, "fail", f"VLLM_CPU_KVCACHE_SPACE={raw!r} is not a number", "", "export VLLM_CPU_KVCACHE_SPACE=4 (GiB)")
+        return R(
+            cid,
+            "fail",
+            f"VLLM_CPU_KVCACHE_SPACE={raw!r} is not a number",
+            "",
+            "export VLLM_CPU_KVCACHE_SPACE=4 (GiB)",
+        )
     tokens = int(space // kv_tok)
-    detail = f"CPU KV cache {estimate.gib(space)} (VLLM_CPU_KVCACHE_SPACE) at {kv_tok:,} bytes/token"
+    detail = (
+        f"CPU KV cache {estimate.gib(space)} (VLLM_CPU_KVCACHE_SPACE) at {kv_tok:,} bytes/token"
+    )
     if tokens < max_len:
-        return R(cid, "fail", f"CPU KV cache holds {tokens:,} tokens < --max-model-len {max_len:,}", detail,
-                 f"Raise VLLM_CPU_KVCACHE_SPACE to {max_len * kv_tok / estimate.GIB:.2f} or use --max-model-len {tokens}.")
-    return R(cid, "pass", f"CPU KV cache ~{tokens:,} tokens = {tokens / max_len:.1f} requests of {max_len:,}", detail)
+        return R(
+            cid,
+            "fail",
+            f"CPU KV cache holds {tokens:,} tokens < --max-model-len {max_len:,}",
+            detail,
+            f"Raise VLLM_CPU_KVCACHE_SPACE to {max_len * kv_tok / estimate.GIB:.2f} or use --max-model-len {tokens}.",
+        )
+    return R(
+        cid,
+        "pass",
+        f"CPU KV cache ~{tokens:,} tokens = {tokens / max_len:.1f} requests of {max_len:,}",
+        detail,
+    )
 
 
 # ----------------------------------------------------------------------------------- host
@@ -697,7 +970,13 @@ def _port(ctx: Context) -> CheckResult:
     cid = "host.port"
     host, port = ctx.spec.host, ctx.spec.port
     if not 0 < port < 65536:
-        return R(cid, "fail", f"--port {port} is not a TCP port", "", "Use a port between 1024 and 65535.")
+        return R(
+            cid,
+            "fail",
+            f"--port {port} is not a TCP port",
+            "",
+            "Use a port between 1024 and 65535.",
+        )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -705,19 +984,49 @@ def _port(ctx: Context) -> CheckResult:
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             holder = _port_holder(port)
-            return R(cid, "fail", f"port {port} on {host} is already in use{holder}", "",
-                     f"Stop what listens there, or pass --port {port + 1}.")
+            return R(
+                cid,
+                "fail",
+                f"port {port} on {host} is already in use{holder}",
+                "",
+                f"Stop what listens there, or pass --port {port + 1}.",
+            )
         if exc.errno == errno.EADDRNOTAVAIL:
-            return R(cid, "fail", f"--host {host} is not an address of this machine", "", "Use 127.0.0.1, 0.0.0.0 or one of this host's addresses.")
+            return R(
+                cid,
+                "fail",
+                f"--host {host} is not an address of this machine",
+                "",
+                "Use 127.0.0.1, 0.0.0.0 or one of this host's addresses.",
+            )
         if exc.errno == errno.EACCES:
-            return R(cid, "fail", f"no permission to bind port {port}", "", "Use a port above 1023.")
-        return R(cid, "fail", f"cannot bind {host}:{port}: {exc.strerror}", "", "Pick another --host/--port.")
+            return R(
+                cid, "fail", f"no permission to bind port {port}", "", "Use a port above 1023."
+            )
+        return R(
+            cid,
+            "fail",
+            f"cannot bind {host}:{port}: {exc.strerror}",
+            "",
+            "Pick another --host/--port.",
+        )
     except socket.gaierror:
-        return R(cid, "fail", f"--host {host} does not resolve", "", "Use an IP address such as 127.0.0.1.")
+        return R(
+            cid,
+            "fail",
+            f"--host {host} does not resolve",
+            "",
+            "Use an IP address such as 127.0.0.1.",
+        )
     if host in ("0.0.0.0", "::", ""):
         key = "--api-key" if not ctx.spec.get("api-key") else None
-        return R(cid, "warn", f"{host}:{port} free, but binding all interfaces exposes the API to the network",
-                 "", "Bind 127.0.0.1 behind a proxy" + (f", or set {key}" if key else "") + ".")
+        return R(
+            cid,
+            "warn",
+            f"{host}:{port} free, but binding all interfaces exposes the API to the network",
+            "",
+            "Bind 127.0.0.1 behind a proxy" + (f", or set {key}" if key else "") + ".",
+        )
     return R(cid, "pass", f"{host}:{port} is free")
 
 
@@ -741,12 +1050,24 @@ def _block_size(ctx: Context) -> CheckResult:
         if bs is None:
             return R(cid, "pass", "unset: vllm-ascend uses 128")
         if bs != 128:
-            return R(cid, "warn", f"--block-size {bs} on Ascend", "vllm-ascend's attention kernels and prefix caching expect 128 (the reference recommends it).", "Use --block-size 128.")
+            return R(
+                cid,
+                "warn",
+                f"--block-size {bs} on Ascend",
+                "vllm-ascend's attention kernels and prefix caching expect 128 (the reference recommends it).",
+                "Use --block-size 128.",
+            )
         return R(cid, "pass", "--block-size 128 (Ascend)")
     if bs is None:
         return R(cid, "pass", "unset: vLLM picks its default")
     if bs < 1 or bs & (bs - 1):
-        return R(cid, "fail", f"--block-size {bs} is not a power of two", "", "Use 16 (GPU default) or 128 (Ascend).")
+        return R(
+            cid,
+            "fail",
+            f"--block-size {bs} is not a power of two",
+            "",
+            "Use 16 (GPU default) or 128 (Ascend).",
+        )
     return R(cid, "pass", f"--block-size {bs}")
 
 
@@ -782,5 +1103,8 @@ def run_checks(
         res = c.fn(ctx)
         res.elapsed_ms = round((time.perf_counter() - t0) * 1000, 2)
         results.append(res)
-    context = {"model": spec.model, "device": ctx.vendor if "report" in ctx.__dict__ or ctx.spec.device.kind == "cpu" else None}
+    context = {
+        "model": spec.model,
+        "device": ctx.vendor if "report" in ctx.__dict__ or ctx.spec.device.kind == "cpu" else None,
+    }
     return DoctorReport(results, {k: v for k, v in context.items() if v is not None})

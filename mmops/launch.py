@@ -188,10 +188,7 @@ def spec_from_args(args: argparse.Namespace) -> LaunchSpec:
     kind = getattr(args, "device_kind", None)
     if kind:
         kind = kind.lower()
-        if kind in DEVICE_KINDS:
-            device = replace(device, kind=kind)
-        else:
-            device = replace(device, model=kind)
+        device = replace(device, kind=kind) if kind in DEVICE_KINDS else replace(device, model=kind)
     if getattr(args, "devices", None) is not None:
         if args.devices < 1:
             raise UsageError(f"--devices must be at least 1; got {args.devices}")

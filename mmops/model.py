@@ -75,7 +75,9 @@ MULTIMODAL_ARCHS = frozenset(
 )
 # Vision towers whose attention heads vLLM shards across TP without padding; InternViT pads
 # dummy heads (vllm intern_vit.py num_dummy_heads), so its 25-head 6B tower runs at TP 8.
-VISION_HEADS_PADDED = frozenset({"InternVLChatModel", "H2OVLChatModel", "NVLM_D", "InternS1ForConditionalGeneration"})
+VISION_HEADS_PADDED = frozenset(
+    {"InternVLChatModel", "H2OVLChatModel", "NVLM_D", "InternS1ForConditionalGeneration"}
+)
 # Architectures whose processor vLLM loads from the HF preprocessor_config.json.
 NEEDS_PREPROCESSOR = frozenset(
     {
@@ -91,8 +93,20 @@ NEEDS_PREPROCESSOR = frozenset(
         "MllamaForConditionalGeneration",
     }
 )
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tiktoken.model", "qwen.tiktoken")
-DTYPE_NAMES = {"bfloat16": "BF16", "float16": "F16", "float32": "F32", "half": "F16", "float": "F32"}
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "vocab.json",
+    "tiktoken.model",
+    "qwen.tiktoken",
+)
+DTYPE_NAMES = {
+    "bfloat16": "BF16",
+    "float16": "F16",
+    "float32": "F32",
+    "half": "F16",
+    "float": "F32",
+}
 DTYPE_SIZE = {"BF16": 2, "F16": 2, "F32": 4}
 
 
@@ -256,7 +270,11 @@ class ModelFacts:
         best: tuple[float, str] | None = None
         for key in MAX_LEN_KEYS:
             v = tc.get(key)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and (best is None or v < best[0]):
+            if (
+                isinstance(v, (int, float))
+                and not isinstance(v, bool)
+                and (best is None or v < best[0])
+            ):
                 best = (v, key)
         if best is None:
             return None
@@ -265,7 +283,11 @@ class ModelFacts:
         # vLLM also honours tokenizer_config.json's model_max_length when smaller.
         tok_len = (self.tokenizer_config or {}).get("model_max_length")
         if isinstance(tok_len, (int, float)) and not isinstance(tok_len, bool) and tok_len < value:
-            value, key, where = float(tok_len), "model_max_length", "tokenizer_config.json: model_max_length"
+            value, key, where = (
+                float(tok_len),
+                "model_max_length",
+                "tokenizer_config.json: model_max_length",
+            )
         scale = 1.0
         rope = tc.get("rope_scaling") or tc.get("rope_parameters")
         if isinstance(rope, dict):
@@ -333,7 +355,14 @@ class ModelFacts:
             try:
                 index = json.loads(index_path.read_text(encoding="utf-8"))
                 names = sorted(set(index["weight_map"].values()))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+            except (
+                OSError,
+                UnicodeDecodeError,
+                json.JSONDecodeError,
+                KeyError,
+                TypeError,
+                AttributeError,
+            ) as exc:
                 w.index_error = f"model.safetensors.index.json is unreadable: {exc}"
                 names = sorted(p.name for p in self.path.glob("*.safetensors"))
         else:
@@ -377,7 +406,9 @@ def inspect_model(path: str | Path) -> ModelFacts:
         return facts
     except json.JSONDecodeError as exc:
         cut = " (the file looks truncated)" if exc.pos >= len(raw.rstrip()) - 1 else ""
-        facts.config_error = f"{cfg_path}: invalid JSON at line {exc.lineno} col {exc.colno}: {exc.msg}{cut}"
+        facts.config_error = (
+            f"{cfg_path}: invalid JSON at line {exc.lineno} col {exc.colno}: {exc.msg}{cut}"
+        )
         return facts
     if not isinstance(data, dict):
         facts.config_error = f"{cfg_path}: expected a JSON object, got {type(data).__name__}"
@@ -390,7 +421,7 @@ def run_dtype(facts: ModelFacts, requested: str) -> str:
     """The safetensors dtype name vLLM will compute in for --dtype (auto keeps fp16/bf16)."""
     if requested != "auto":
         return DTYPE_NAMES.get(requested, "BF16")
-    cfg = DTYPE_NAMES.get(facts.config_dtype or "", None)
+    cfg = DTYPE_NAMES.get(facts.config_dtype or "")
     if cfg in ("BF16", "F16"):
         return cfg
     return "F16" if cfg == "F32" else "BF16"

@@ -125,7 +125,9 @@ def _device(loc: Located) -> DeviceRequest:
         if key == "kind":
             kind = scalar(sub, (str,), ProfileError)
             if kind not in DEVICE_KINDS:
-                raise sub.error(f"must be one of {', '.join(DEVICE_KINDS)}; got {kind!r}", ProfileError)
+                raise sub.error(
+                    f"must be one of {', '.join(DEVICE_KINDS)}; got {kind!r}", ProfileError
+                )
             out["kind"] = kind
         elif key == "model":
             out["model"] = scalar(sub, (str,), ProfileError).lower()

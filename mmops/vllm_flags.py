@@ -71,7 +71,11 @@ KNOWN_FLAGS = INT_FLAGS | FLOAT_FLAGS | BOOL_FLAGS | STR_FLAGS
 # Flags whose value is a secret: masked in plans, events and logs mmops writes.
 SECRET_FLAGS = frozenset({"api-key"})
 # Old spelling -> current spelling, applied when reading user input.
-ALIASES = {"max-seq-len": "max-model-len", "tp": "tensor-parallel-size", "tp-size": "tensor-parallel-size"}
+ALIASES = {
+    "max-seq-len": "max-model-len",
+    "tp": "tensor-parallel-size",
+    "tp-size": "tensor-parallel-size",
+}
 
 DTYPES = ("auto", "float16", "bfloat16", "half", "float", "float32")
 
@@ -113,7 +117,13 @@ def coerce(name: str, value: Any, source: str) -> Any:
                 return False
             raise ValueError
     except (TypeError, ValueError):
-        kind = "an integer" if name in INT_FLAGS else "a number" if name in FLOAT_FLAGS else "true/false"
+        kind = (
+            "an integer"
+            if name in INT_FLAGS
+            else "a number"
+            if name in FLOAT_FLAGS
+            else "true/false"
+        )
         raise UsageError(f"{source}: --{name} expects {kind}, got {value!r}") from None
     if name == "dtype" and str(value) not in DTYPES:
         raise UsageError(f"{source}: --dtype must be one of {', '.join(DTYPES)}; got {value!r}")

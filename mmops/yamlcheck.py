@@ -91,9 +91,7 @@ def _kind(node: yaml.Node) -> str:
     return repr(node.value)
 
 
-def scalar(
-    loc: Located, types: tuple[type, ...], cls: type[MmopsError] = MmopsError
-) -> Any:
+def scalar(loc: Located, types: tuple[type, ...], cls: type[MmopsError] = MmopsError) -> Any:
     """The node's value if it is a scalar of one of ``types`` (bool is never an int here)."""
     if not isinstance(loc.node, yaml.ScalarNode):
         raise loc.error(f"expected {_names(types)}, got {_kind(loc.node)}", cls)

@@ -15,7 +15,13 @@ def write_sparse_weights(dest: Path, total_bytes: int, dtype: str = "BF16") -> P
     Lets memory tests size a 7B or 72B model from a real header without writing gigabytes.
     """
     elems = total_bytes // 2
-    header = {"model.embed_tokens.weight": {"dtype": dtype, "shape": [elems], "data_offsets": [0, elems * 2]}}
+    header = {
+        "model.embed_tokens.weight": {
+            "dtype": dtype,
+            "shape": [elems],
+            "data_offsets": [0, elems * 2],
+        }
+    }
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
     path = dest / "model.safetensors"

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import FIXTURES, write_sparse_weights
+
 from mmops import doctor
 from mmops.cli import build_parser
 from mmops.launch import spec_from_args
@@ -29,10 +29,15 @@ def spec(*argv: str):
     return spec_from_args(args)
 
 
-def run(*argv: str, only: str | None = None, env: dict | None = None, runner=NO_TOOLS, dev_root=None):
+def run(
+    *argv: str, only: str | None = None, env: dict | None = None, runner=NO_TOOLS, dev_root=None
+):
     rep = doctor.run_checks(
-        spec(*argv), only=[only] if only else None, runner=runner,
-        env={**MM_ENV, **(env or {})}, dev_root=dev_root or Path("/nonexistent-dev"),
+        spec(*argv),
+        only=[only] if only else None,
+        runner=runner,
+        env={**MM_ENV, **(env or {})},
+        dev_root=dev_root or Path("/nonexistent-dev"),
     )
     return rep.get(only) if only else rep
 
@@ -42,7 +47,11 @@ def npu(fixture: str, tmp_path: Path, count: int = 8) -> dict:
     dev.mkdir(exist_ok=True)
     for i in range(count):
         (dev / f"davinci{i}").touch()
-    return {"runner": ReplayRunner({("npu-smi", "info"): NPU / fixture}), "dev_root": dev, "env": CANN_ENV}
+    return {
+        "runner": ReplayRunner({("npu-smi", "info"): NPU / fixture}),
+        "dev_root": dev,
+        "env": CANN_ENV,
+    }
 
 
 @pytest.fixture
@@ -66,8 +75,14 @@ def test_device_visible_none_says_what_was_looked_at(qwen7b):
 def test_device_memory_idle_pass_busy_fail(tmp_path, qwen7b):
     ok = run("--model", qwen7b, only="device.memory", **npu("910b3-x8-idle.txt", tmp_path))
     assert ok.status == "pass"
-    busy = run("--model", qwen7b, "--tensor-parallel-size", "8", only="device.memory",
-               **npu("910b4-1-x8-busy.txt", tmp_path))
+    busy = run(
+        "--model",
+        qwen7b,
+        "--tensor-parallel-size",
+        "8",
+        only="device.memory",
+        **npu("910b4-1-x8-busy.txt", tmp_path),
+    )
     assert busy.status == "fail"
     assert "gpu-memory-utilization" in busy.summary and "lower --gpu-memory-utilization" in busy.fix
 
@@ -75,7 +90,10 @@ def test_device_memory_idle_pass_busy_fail(tmp_path, qwen7b):
 # ------------------------------------------------------------------------------ env
 def test_env_alloc_conf_conflict_fails(tmp_path, qwen7b):
     kw = npu("910b3-x8-idle.txt", tmp_path)
-    kw["env"] = {**CANN_ENV, "PYTORCH_NPU_ALLOC_CONF": "expandable_segments:True,max_split_size_mb:128"}
+    kw["env"] = {
+        **CANN_ENV,
+        "PYTORCH_NPU_ALLOC_CONF": "expandable_segments:True,max_split_size_mb:128",
+    }
     r = run("--model", qwen7b, only="env.npu", **kw)
     assert r.status == "fail" and "max_split_size_mb" in r.summary
     assert "expandable_segments:False,max_split_size_mb:128" in r.fix
@@ -85,13 +103,22 @@ def test_env_cann_not_sourced_fails_and_sourced_passes(tmp_path, qwen7b):
     kw = npu("910b3-x8-idle.txt", tmp_path)
     kw["env"] = {}
     r = run("--model", qwen7b, only="env.npu", **kw)
-    assert r.status == "fail" and "CANN environment not sourced" in r.summary and "set_env.sh" in r.fix
+    assert (
+        r.status == "fail" and "CANN environment not sourced" in r.summary and "set_env.sh" in r.fix
+    )
     kw["env"] = {**CANN_ENV, "PYTORCH_NPU_ALLOC_CONF": "expandable_segments:True"}
     assert run("--model", qwen7b, only="env.npu", **kw).status == "pass"
 
 
 def test_env_bad_timeout_value(qwen7b):
-    r = run("--model", qwen7b, "--device", "cpu", only="env.npu", env={"VLLM_IMAGE_FETCH_TIMEOUT": "soon"})
+    r = run(
+        "--model",
+        qwen7b,
+        "--device",
+        "cpu",
+        only="env.npu",
+        env={"VLLM_IMAGE_FETCH_TIMEOUT": "soon"},
+    )
     assert r.status == "fail" and "VLLM_IMAGE_FETCH_TIMEOUT" in r.summary
 
 
@@ -116,12 +143,30 @@ def test_max_len_pass_and_fail_names_key_file_value(qwen7b):
 
 
 def test_batched_tokens_warns_with_chunked_prefill_and_fails_without(qwen7b):
-    w = run("--model", qwen7b, "--max-model-len", "8192", "--max-num-batched-tokens", "4096", only="args.batched_tokens")
+    w = run(
+        "--model",
+        qwen7b,
+        "--max-model-len",
+        "8192",
+        "--max-num-batched-tokens",
+        "4096",
+        only="args.batched_tokens",
+    )
     assert w.status == "warn" and "--max-num-batched-tokens 8192" in w.fix
-    f = run("--model", qwen7b, "--max-model-len", "8192", "--max-num-batched-tokens", "4096",
-            "--no-enable-chunked-prefill", only="args.batched_tokens")
+    f = run(
+        "--model",
+        qwen7b,
+        "--max-model-len",
+        "8192",
+        "--max-num-batched-tokens",
+        "4096",
+        "--no-enable-chunked-prefill",
+        only="args.batched_tokens",
+    )
     assert f.status == "fail"
-    assert run("--model", qwen7b, only="args.batched_tokens").status == "pass"  # reference 4096/4096
+    assert (
+        run("--model", qwen7b, only="args.batched_tokens").status == "pass"
+    )  # reference 4096/4096
 
 
 def test_tokenizer_and_chat_template(model_dir, qwen7b, tmp_path):
@@ -134,8 +179,17 @@ def test_tokenizer_and_chat_template(model_dir, qwen7b, tmp_path):
     assert c.status == "fail" and "--chat-template" in c.fix
     tpl = tmp_path / "t.jinja"
     tpl.write_text("{{ messages }}")
-    assert run("--model", bare, "--chat-template", str(tpl), only="model.chat_template").status == "pass"
-    gone = run("--model", qwen7b, "--chat-template", str(tmp_path / "none.jinja"), only="model.chat_template")
+    assert (
+        run("--model", bare, "--chat-template", str(tpl), only="model.chat_template").status
+        == "pass"
+    )
+    gone = run(
+        "--model",
+        qwen7b,
+        "--chat-template",
+        str(tmp_path / "none.jinja"),
+        only="model.chat_template",
+    )
     assert gone.status == "fail" and "no such file" in gone.summary
 
 
@@ -143,7 +197,10 @@ def test_remote_code_needed_for_internvl(model_dir, qwen7b):
     internvl = str(model_dir("InternVL2_5-8B", shards="none"))
     r = run("--model", internvl, only="model.remote_code")
     assert r.status == "fail" and "--trust-remote-code" in r.fix
-    assert run("--model", internvl, "--trust-remote-code", only="model.remote_code").status in ("warn", "fail")
+    assert run("--model", internvl, "--trust-remote-code", only="model.remote_code").status in (
+        "warn",
+        "fail",
+    )
     assert run("--model", qwen7b, only="model.remote_code").status == "pass"
 
 
@@ -151,7 +208,11 @@ def test_weights_pass_and_fails(model_dir, qwen7b):
     ok = run("--model", qwen7b, only="model.weights")
     assert ok.status == "pass" and "BF16" in ok.summary
     miss = run("--model", str(model_dir(shards="missing-shard")), only="model.weights")
-    assert miss.status == "fail" and "missing" in miss.summary and "model-00005-of-00005" in miss.detail
+    assert (
+        miss.status == "fail"
+        and "missing" in miss.summary
+        and "model-00005-of-00005" in miss.detail
+    )
     huge = run("--model", str(model_dir(shards="huge-header")), only="model.weights")
     assert huge.status == "fail" and "10,000,000,000" in huge.detail
     none = run("--model", str(model_dir(shards="none")), only="model.weights")
@@ -165,9 +226,29 @@ def test_bf16_on_310p_fails(model_dir, qwen7b):
 
 # ------------------------------------------------------------------------ parallelism
 def test_tp_divisibility(qwen7b):
-    bad = run("--model", qwen7b, "--tensor-parallel-size", "8", "--device", "910b3", "--devices", "8", only="parallel.tp")
+    bad = run(
+        "--model",
+        qwen7b,
+        "--tensor-parallel-size",
+        "8",
+        "--device",
+        "910b3",
+        "--devices",
+        "8",
+        only="parallel.tp",
+    )
     assert bad.status == "fail" and "28" in bad.summary and "1, 2, 4" in bad.fix
-    ok = run("--model", qwen7b, "--tensor-parallel-size", "4", "--device", "910b3", "--devices", "4", only="parallel.tp")
+    ok = run(
+        "--model",
+        qwen7b,
+        "--tensor-parallel-size",
+        "4",
+        "--device",
+        "910b3",
+        "--devices",
+        "4",
+        only="parallel.tp",
+    )
     assert ok.status == "pass"
 
 
@@ -188,8 +269,19 @@ def test_memory_fit_7b_on_910b3(qwen7b):
 
 def test_memory_fit_kv_too_small_gives_largest_len(qwen7b):
     write_sparse_weights(Path(qwen7b), 16_584_333_312)
-    r = run("--model", qwen7b, "--device", "910b4", "--devices", "1", "--max-model-len", "128000",
-            "--gpu-memory-utilization", "0.7", only="memory.fit")
+    r = run(
+        "--model",
+        qwen7b,
+        "--device",
+        "910b4",
+        "--devices",
+        "1",
+        "--max-model-len",
+        "128000",
+        "--gpu-memory-utilization",
+        "0.7",
+        only="memory.fit",
+    )
     assert r.status == "fail" and "KV cache holds" in r.summary
     n = r.data["max_len_fit"]
     assert 0 < n < 128000 and f"--max-model-len {n}" in r.fix
@@ -200,17 +292,46 @@ def test_memory_fit_weights_too_big(qwen7b):
     r = run("--model", qwen7b, "--device", "910b3", "--devices", "8", only="memory.fit")
     assert r.status == "fail" and "no room for the KV cache" in r.summary
     assert "--tensor-parallel-size" in r.fix
-    ok = run("--model", qwen7b, "--device", "910b3", "--devices", "4", "--tensor-parallel-size", "4", only="memory.fit")
+    ok = run(
+        "--model",
+        qwen7b,
+        "--device",
+        "910b3",
+        "--devices",
+        "4",
+        "--tensor-parallel-size",
+        "4",
+        only="memory.fit",
+    )
     assert ok.status == "pass"
 
 
 def test_memory_fit_cpu_kv_space(qwen7b):
-    r = run("--model", qwen7b, "--device", "cpu", "--max-model-len", "32768", only="memory.fit",
-            env={"VLLM_CPU_KVCACHE_SPACE": "1"})
+    r = run(
+        "--model",
+        qwen7b,
+        "--device",
+        "cpu",
+        "--max-model-len",
+        "32768",
+        only="memory.fit",
+        env={"VLLM_CPU_KVCACHE_SPACE": "1"},
+    )
     # 28 layers x 4 kv heads x 128 x 2 x 2 bytes = 57,344 bytes/token -> 18,724 tokens in 1 GiB
     assert r.status == "fail" and "18,724" in r.summary
-    assert run("--model", qwen7b, "--device", "cpu", "--max-model-len", "8192", only="memory.fit",
-               env={"VLLM_CPU_KVCACHE_SPACE": "1"}).status == "pass"
+    assert (
+        run(
+            "--model",
+            qwen7b,
+            "--device",
+            "cpu",
+            "--max-model-len",
+            "8192",
+            only="memory.fit",
+            env={"VLLM_CPU_KVCACHE_SPACE": "1"},
+        ).status
+        == "pass"
+    )
 
 
 # ----------------------------------------------------------------------------- host
@@ -220,7 +341,11 @@ def test_port_free_busy_and_exposed(qwen7b):
         s.listen()
         port = s.getsockname()[1]
         busy = run("--model", qwen7b, "--port", str(port), only="host.port")
-        assert busy.status == "fail" and "already in use" in busy.summary and f"--port {port + 1}" in busy.fix
+        assert (
+            busy.status == "fail"
+            and "already in use" in busy.summary
+            and f"--port {port + 1}" in busy.fix
+        )
     assert run("--model", qwen7b, "--port", str(port), only="host.port").status == "pass"
     exposed = run("--model", qwen7b, "--host", "0.0.0.0", "--port", str(port), only="host.port")
     assert exposed.status == "warn" and "exposes" in exposed.summary
@@ -228,21 +353,46 @@ def test_port_free_busy_and_exposed(qwen7b):
 
 def test_block_size(tmp_path, qwen7b):
     kw = npu("910b3-x8-idle.txt", tmp_path)
-    assert run("--model", qwen7b, "--block-size", "64", only="args.block_size", **kw).status == "warn"
-    assert run("--model", qwen7b, "--block-size", "128", only="args.block_size", **kw).status == "pass"
-    assert run("--model", qwen7b, "--device", "cpu", "--block-size", "24", only="args.block_size").status == "fail"
+    assert (
+        run("--model", qwen7b, "--block-size", "64", only="args.block_size", **kw).status == "warn"
+    )
+    assert (
+        run("--model", qwen7b, "--block-size", "128", only="args.block_size", **kw).status == "pass"
+    )
+    assert (
+        run(
+            "--model", qwen7b, "--device", "cpu", "--block-size", "24", only="args.block_size"
+        ).status
+        == "fail"
+    )
 
 
 # ------------------------------------------------------------------------------- CLI
 def mmops(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "-m", "mmops", *argv], capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "mmops", *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
 
 
 def test_cli_json_shape_and_exit_codes(qwen7b):
-    p = mmops("doctor", "--model", qwen7b, "--device", "910b3", "--devices", "1", "--max-model-len", "200000", "--json")
+    p = mmops(
+        "doctor",
+        "--model",
+        qwen7b,
+        "--device",
+        "910b3",
+        "--devices",
+        "1",
+        "--max-model-len",
+        "200000",
+        "--json",
+    )
     assert p.returncode == 2, p.stderr
     out = json.loads(p.stdout)
     assert set(out) == {"checks", "summary"}
@@ -254,7 +404,16 @@ def test_cli_json_shape_and_exit_codes(qwen7b):
 
 
 def test_cli_strict_and_human_output(qwen7b):
-    p = mmops("doctor", "--model", qwen7b, "--check", "args.batched_tokens", "--max-model-len", "8192", "--strict")
+    p = mmops(
+        "doctor",
+        "--model",
+        qwen7b,
+        "--check",
+        "args.batched_tokens",
+        "--max-model-len",
+        "8192",
+        "--strict",
+    )
     assert p.returncode == 1 and "! args.batched_tokens" in p.stdout and "fix:" in p.stdout
     p = mmops("doctor", "--model", qwen7b, "--check", "model.max_len", "--max-model-len", "999999")
     assert p.returncode == 2 and "✗ model.max_len" in p.stdout and "launch will fail" in p.stdout
@@ -278,9 +437,9 @@ def test_cli_list_checks_and_no_heavy_imports(qwen7b):
     ids = [line.split()[0] for line in p.stdout.splitlines()]
     assert ids == list(doctor.REGISTRY)
     code = (
-        "import sys; from mmops.cli import main; main(['doctor','--model',%r,'--json']);"
+        f"import sys; from mmops.cli import main; main(['doctor','--model',{qwen7b!r},'--json']);"
         "bad=[m for m in ('torch','vllm','textual','httpx','torch_npu') if m in sys.modules];"
-        "sys.exit(9 if bad else 0)" % qwen7b
+        "sys.exit(9 if bad else 0)"
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode != 9, "doctor imported a heavy module"
@@ -291,5 +450,14 @@ def test_profile_values_and_cli_override(qwen7b, tmp_path):
     prof.write_text(f"model: {qwen7b}\ndevice: {{kind: cpu}}\nserve:\n  max-model-len: 200000\n")
     p = mmops("doctor", "--profile", str(prof), "--check", "model.max_len", "--json")
     assert json.loads(p.stdout)["checks"][0]["status"] == "fail"
-    p = mmops("doctor", "--profile", str(prof), "--check", "model.max_len", "--max-model-len", "4096", "--json")
+    p = mmops(
+        "doctor",
+        "--profile",
+        str(prof),
+        "--check",
+        "model.max_len",
+        "--max-model-len",
+        "4096",
+        "--json",
+    )
     assert json.loads(p.stdout)["checks"][0]["status"] == "pass"

@@ -19,25 +19,46 @@ def test_qwen25_vl_7b_real_config(model_dir):
 
 
 def test_nested_text_config_wins(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({
-        "architectures": ["Qwen2_5_VLForConditionalGeneration"],
-        "text_config": {"max_position_embeddings": 32768, "num_attention_heads": 16,
-                        "num_key_value_heads": 2, "hidden_size": 2048, "num_hidden_layers": 36},
-        "vision_config": {"num_heads": 16},
-    }))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["Qwen2_5_VLForConditionalGeneration"],
+                "text_config": {
+                    "max_position_embeddings": 32768,
+                    "num_attention_heads": 16,
+                    "num_key_value_heads": 2,
+                    "hidden_size": 2048,
+                    "num_hidden_layers": 36,
+                },
+                "vision_config": {"num_heads": 16},
+            }
+        )
+    )
     f = inspect_model(tmp_path)
     assert f.text_config_key == "text_config"
-    assert f.max_len.value == 32768 and f.max_len.where == "config.json: text_config.max_position_embeddings"
+    assert (
+        f.max_len.value == 32768
+        and f.max_len.where == "config.json: text_config.max_position_embeddings"
+    )
     assert f.head_dim == 128
 
 
 def test_llm_config_and_tokenizer_limit(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({
-        "architectures": ["InternVLChatModel"],
-        "auto_map": {"AutoModel": "modeling_internvl_chat.InternVLChatModel"},
-        "llm_config": {"max_position_embeddings": 32768, "num_attention_heads": 32,
-                       "num_key_value_heads": 8, "hidden_size": 4096, "num_hidden_layers": 32},
-    }))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["InternVLChatModel"],
+                "auto_map": {"AutoModel": "modeling_internvl_chat.InternVLChatModel"},
+                "llm_config": {
+                    "max_position_embeddings": 32768,
+                    "num_attention_heads": 32,
+                    "num_key_value_heads": 8,
+                    "hidden_size": 4096,
+                    "num_hidden_layers": 32,
+                },
+            }
+        )
+    )
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 8192}))
     f = inspect_model(tmp_path)
     assert f.text_config_key == "llm_config"
@@ -47,10 +68,19 @@ def test_llm_config_and_tokenizer_limit(tmp_path):
 
 
 def test_yarn_rope_scaling_multiplies(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({
-        "architectures": ["X"], "max_position_embeddings": 32768,
-        "rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768},
-    }))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["X"],
+                "max_position_embeddings": 32768,
+                "rope_scaling": {
+                    "type": "yarn",
+                    "factor": 4.0,
+                    "original_max_position_embeddings": 32768,
+                },
+            }
+        )
+    )
     assert inspect_model(tmp_path).max_len.value == 131072
 
 

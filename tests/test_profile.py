@@ -14,7 +14,13 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_shipped_profiles_load():
     names = sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
-    assert {"qwen2.5-vl-7b", "qwen2.5-vl-72b", "internvl2.5-8b", "internvl2.5-78b", "tiny-cpu"} <= set(names)
+    assert {
+        "qwen2.5-vl-7b",
+        "qwen2.5-vl-72b",
+        "internvl2.5-8b",
+        "internvl2.5-78b",
+        "tiny-cpu",
+    } <= set(names)
     for n in names:
         prof = load_profile(n)
         assert prof.model and prof.serve
@@ -33,13 +39,17 @@ def test_unknown_key_names_file_line_and_key(tmp_path):
 
 def test_wrong_type_names_key(tmp_path):
     p = write(tmp_path, "model: /m\nserve:\n  max-model-len: lots\n")
-    with pytest.raises(ProfileError, match=r"p.yaml:3.*--max-model-len expects an integer, got 'lots'"):
+    with pytest.raises(
+        ProfileError, match=r"p.yaml:3.*--max-model-len expects an integer, got 'lots'"
+    ):
         load_profile(p)
 
 
 def test_typo_in_vllm_flag_is_caught(tmp_path):
     p = write(tmp_path, "model: /m\nserve:\n  max-model-length: 4096\n")
-    with pytest.raises(ProfileError, match=r"p.yaml:3: key 'serve.max-model-length'.*did you mean 'max-model-len'"):
+    with pytest.raises(
+        ProfileError, match=r"p.yaml:3: key 'serve.max-model-length'.*did you mean 'max-model-len'"
+    ):
         load_profile(p)
 
 

@@ -24,9 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_launch_arguments(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--strict", action="store_true", help="exit 1 when any check warns")
-    p.add_argument("--check", action="append", metavar="ID", help="run only this check (repeatable; prefix ok: model)")
+    p.add_argument(
+        "--check",
+        action="append",
+        metavar="ID",
+        help="run only this check (repeatable; prefix ok: model)",
+    )
     p.add_argument("--list-checks", action="store_true", help="list check ids and exit")
-    p.add_argument("--list-devices", action="store_true", help="list accelerators known for offline planning")
+    p.add_argument(
+        "--list-devices", action="store_true", help="list accelerators known for offline planning"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="show detail for every check")
     p.set_defaults(func=run, accepts_vllm_flags=True)
 
@@ -62,7 +69,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _color() -> bool:
-    return sys.stdout.isatty() and os.environ.get("NO_COLOR") is None and os.environ.get("TERM") != "dumb"
+    return (
+        sys.stdout.isatty()
+        and os.environ.get("NO_COLOR") is None
+        and os.environ.get("TERM") != "dumb"
+    )
 
 
 def render(report, spec, elapsed: float, verbose: bool = False, color: bool = False) -> str:
@@ -86,6 +97,10 @@ def render(report, spec, elapsed: float, verbose: bool = False, color: bool = Fa
     if n["skip"]:
         parts.append(f"{n['skip']} skipped")
     verdict = "fail" if n["fail"] else "warn" if n["warn"] else "pass"
-    head = {"fail": "launch will fail", "warn": "launch should work, see warnings", "pass": "ready to launch"}[verdict]
+    head = {
+        "fail": "launch will fail",
+        "warn": "launch should work, see warnings",
+        "pass": "ready to launch",
+    }[verdict]
     lines.append(paint(verdict, f"{MARKS[verdict]} {head}: {', '.join(parts)} ({elapsed:.2f} s)"))
     return "\n".join(lines)
