@@ -366,10 +366,17 @@ def _env(ctx: Context) -> CheckResult:
         return R(
             cid, "pass", "; ".join(notes) or "nothing to check for this device", "\n".join(notes)
         )
+    return _from_problems(cid, problems, notes)
+
+
+def _from_problems(
+    cid: str, problems: list[tuple[Status, str, str]], notes: Iterable[str] = ()
+) -> CheckResult:
+    """One result from several (status, summary, fix) problems: the worst leads the summary."""
     worst: Status = "fail" if any(p[0] == "fail" for p in problems) else "warn"
     first = next(p for p in problems if p[0] == worst)
     rest = [p[1] for p in problems if p is not first]
-    return R(cid, worst, first[1], "\n".join(rest + notes), "\n".join(p[2] for p in problems))
+    return R(cid, worst, first[1], "\n".join([*rest, *notes]), "\n".join(p[2] for p in problems))
 
 
 # ---------------------------------------------------------------------------------- model
@@ -624,15 +631,8 @@ def _chat_template(ctx: Context) -> CheckResult:
             )
         )
     if problems:
-        worst: Status = "fail" if any(p[0] == "fail" for p in problems) else "warn"
-        return R(
-            cid,
-            worst,
-            problems[0][1],
-            "\n".join(p[1] for p in problems),
-            "\n".join(p[2] for p in problems),
-        )
-    pre = " + preprocessor_config.json" if f.preprocessor_config is not None else ""
+        return _from_problems(cid, problems)
+    pre = " + image processor config" if f.preprocessor_config is not None else ""
     return R(cid, "pass", f"chat template from {src}{pre}")
 
 

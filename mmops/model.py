@@ -338,7 +338,15 @@ class ModelFacts:
 
     @cached_property
     def preprocessor_config(self) -> dict[str, Any] | None:
-        return self._json("preprocessor_config.json") if self.is_dir else None
+        """The image processor settings: preprocessor_config.json, or (transformers >= 5
+        saves it there) the ``image_processor`` entry of processor_config.json."""
+        if not self.is_dir:
+            return None
+        pre = self._json("preprocessor_config.json")
+        if pre is not None:
+            return pre
+        nested = (self._json("processor_config.json") or {}).get("image_processor")
+        return nested if isinstance(nested, dict) else None
 
     @cached_property
     def generation_config(self) -> dict[str, Any] | None:

@@ -1,0 +1,130 @@
+"""Mask secrets in argv, environment and log lines before mmops prints or records them.
+
+Two mechanisms, both needed: names (``--api-key``, ``HF_TOKEN``, ``*_API_KEY``) say which argv
+and env values are secret; and a Redactor that knows those values replaces them wherever
+they reappear, e.g. in vLLM's own ``non-default args: {... 'api_key': ...}`` start-up line.
+The child process always gets the real values; only what mmops shows or writes is masked.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from mmops.vllm_flags import SECRET_FLAGS, canonical
+
+MASK = "***"
+# Env names that carry credentials: HF_TOKEN, HUGGING_FACE_HUB_TOKEN, OPENAI_API_KEY, ...
+_SECRET_ENV = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|CREDENTIAL", re.I)
+# Flags whose value is a secret even though mmops does not plan with them.
+_EXTRA_SECRET_FLAGS = frozenset({"hf-token", "token"})
+# Shapes of secrets in free text, for values mmops was never told about.
+_TEXT_PATTERNS = (
+    # api_key='x', "api_key": ["x"], api-key=x, token: x, password = x
+    re.compile(
+        r"(?P<key>(?:api[_-]?key|hf[_-]?token|access[_-]?token|token|password|secret)"
+        r"['\"]?\s*[:=]\s*\[?\s*['\"]?)(?P<val>[^'\"\s,\]}]{4,})",
+        re.I,
+    ),
+    re.compile(r"(?P<key>--(?:api-key|api_key|hf-token|hf_token)[ =])(?P<val>\S+)"),
+    re.compile(r"(?P<key>Bearer\s+)(?P<val>[A-Za-z0-9._~+/=-]{4,})"),
+    re.compile(r"(?P<key>)(?P<val>\bhf_[A-Za-z0-9]{20,})"),
+)
+
+
+def is_secret_env(name: str) -> bool:
+    """Whether an environment variable's value must never be shown."""
+    return bool(_SECRET_ENV.search(name))
+
+
+def is_secret_flag(flag: str) -> bool:
+    """Whether a vLLM flag (any spelling) takes a secret value."""
+    name = canonical(flag.split("=", 1)[0])
+    return name in SECRET_FLAGS or name in _EXTRA_SECRET_FLAGS
+
+
+def mask_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A copy of env with secret values masked."""
+    return {k: (MASK if is_secret_env(k) and v else v) for k, v in env.items()}
+
+
+def mask_argv(argv: Sequence[str]) -> list[str]:
+    """A copy of argv with the values of secret flags masked (``--api-key X``, ``--api-key=X``)."""
+    out: list[str] = []
+    hide_next = False
+    for token in argv:
+        if hide_next:
+            out.append(MASK)
+            hide_next = False
+            continue
+        if token.startswith("--") and is_secret_flag(token):
+            if "=" in token:
+                out.append(token.split("=", 1)[0] + "=" + MASK)
+            else:
+                out.append(token)
+                hide_next = True
+            continue
+        out.append(token)
+    return out
+
+
+def secret_values(argv: Sequence[str] = (), env: Mapping[str, str] | None = None) -> list[str]:
+    """The secret values present in argv and env, to hand to a Redactor."""
+    found: list[str] = []
+    for i, token in enumerate(argv):
+        if token.startswith("--") and is_secret_flag(token):
+            if "=" in token:
+                found.append(token.split("=", 1)[1])
+            elif i + 1 < len(argv):
+                found.append(argv[i + 1])
+    for k, v in (env or {}).items():
+        if is_secret_env(k) and v:
+            found.append(v)
+    # Very short values ("1", "abc") would mask unrelated text; the patterns still catch them
+    # in key=value form.
+    return sorted({v for v in found if len(v) >= 4}, key=len, reverse=True)
+
+
+class Redactor:
+    """Masks known secret values and secret-shaped text in lines and byte chunks."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets = [s for s in secrets if s]
+        self._secrets_b = [s.encode() for s in self.secrets]
+        self._hint_b = (
+            b"key",
+            b"KEY",
+            b"Key",
+            b"oken",
+            b"OKEN",
+            b"assword",
+            b"ecret",
+            b"Bearer",
+            b"hf_",
+        )
+
+    def line(self, text: str) -> str:
+        """One line (or any text) with secrets masked."""
+        for s in self.secrets:
+            if s in text:
+                text = text.replace(s, MASK)
+        for pat in _TEXT_PATTERNS:
+            text = pat.sub(_mask_match, text)
+        return text
+
+    def chunk(self, data: bytes) -> bytes:
+        """A block of complete lines as bytes; cheap when nothing secret-looking is present."""
+        for s in self._secrets_b:
+            if s in data:
+                data = data.replace(s, MASK.encode())
+        # The regexes cost far more than a few substring tests: run them only when a line could
+        # hold a secret at all. Logs under a flood are mostly request/stat lines without these.
+        if not any(h in data for h in self._hint_b):
+            return data
+        return self.line(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+
+
+def _mask_match(m: re.Match[str]) -> str:
+    if m.group("val") == MASK:
+        return m.group(0)
+    return m.group("key") + MASK

@@ -1,0 +1,175 @@
+"""Run folders: what one `mmops serve` leaves behind, readable while it runs and after a kill.
+
+Layout of ``<root>/<UTC time>-<name>/`` (root: ``--state-dir`` or
+``$XDG_STATE_HOME/mmops/runs``, default ``~/.local/state/mmops/runs``)::
+
+    plan.json        the plan of the first attempt (argv, env delta; secrets masked)
+    preflight.json   the doctor report, or {"skipped": true}
+    attempt-N.log    attempt N's full stdout+stderr, appended line by line, never truncated
+    events.jsonl     one JSON object per line: time, state, attempt, reason, plus fields
+
+JSON files are written atomically (temp file + rename), so a reader never sees half of one;
+events.jsonl and the logs are append-only, so a kill loses at most the line being written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from mmops.errors import UsageError
+
+_ATTEMPT_RE = re.compile(r"^attempt-(\d+)\.log$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def state_root(state_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where run folders live: --state-dir, else $XDG_STATE_HOME/mmops/runs."""
+    if state_dir:
+        return Path(state_dir).expanduser()
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return Path(base) / "mmops" / "runs"
+
+
+def utc_stamp(t: float | None = None) -> str:
+    """Sortable UTC time for folder names: 20261124T101530Z."""
+    return datetime.fromtimestamp(time.time() if t is None else t, timezone.utc).strftime(
+        "%Y%m%dT%H%M%SZ"
+    )
+
+
+def iso_time(t: float) -> str:
+    """Event timestamps: ISO 8601 UTC with milliseconds."""
+    dt = datetime.fromtimestamp(t, timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so readers see the old file or the new one, never a torn one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=False, default=str)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass
+class Run:
+    """One run folder, open for writing by the serve that owns it."""
+
+    path: Path
+
+    @classmethod
+    def create(cls, root: Path, name: str, now: float | None = None) -> Run:
+        """A fresh folder named <UTC time>-<name>; never reuses an existing one."""
+        root.mkdir(parents=True, exist_ok=True)
+        slug = _UNSAFE.sub("-", name).strip("-.") or "server"
+        base = f"{utc_stamp(now)}-{slug}"
+        for n in range(1, 1000):
+            path = root / (base if n == 1 else f"{base}.{n}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return cls(path)
+        raise UsageError(f"--state-dir {root}: cannot create a run folder named {base}")
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / "events.jsonl"
+
+    def attempt_log(self, attempt: int) -> Path:
+        return self.path / f"attempt-{attempt}.log"
+
+    def write_json(self, filename: str, data: Any) -> Path:
+        path = self.path / filename
+        write_json_atomic(path, data)
+        return path
+
+    def open_attempt_log(self, attempt: int) -> BinaryIO:
+        """Unbuffered append: every write reaches the file at once, and nothing is truncated."""
+        return open(self.attempt_log(attempt), "ab", buffering=0)  # noqa: SIM115 - caller closes
+
+    def append_event(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
+        with self.events_path.open("a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def list_runs(root: Path) -> list[Path]:
+    """Run folders under root, oldest first (names start with a sortable UTC time)."""
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name[:1].isdigit())
+
+
+def find_run(ref: str | None, root: Path) -> Path:
+    """A run folder from a path, a folder name or a unique prefix/suffix of one; newest if None."""
+    if ref:
+        direct = Path(ref).expanduser()
+        if direct.is_dir() and ((direct / "events.jsonl").exists() or any(attempts(direct))):
+            return direct
+    runs = list_runs(root)
+    if not runs:
+        raise UsageError(
+            f"no runs under {root} (start one with `mmops serve`, or pass --state-dir)"
+        )
+    if not ref:
+        return runs[-1]
+    hits = [p for p in runs if p.name == ref] or [p for p in runs if ref in p.name]
+    if len(hits) == 1 or (hits and hits[-1].name == ref):
+        return hits[-1]
+    if not hits:
+        recent = ", ".join(p.name for p in runs[-5:])
+        raise UsageError(f"run {ref!r}: not found under {root} (recent: {recent})")
+    raise UsageError(f"run {ref!r} is ambiguous: {', '.join(p.name for p in hits[-5:])}")
+
+
+def attempts(run_dir: Path) -> list[int]:
+    """Attempt numbers with a log in this run folder, ascending."""
+    if not run_dir.is_dir():
+        return []
+    nums = []
+    for p in run_dir.iterdir():
+        m = _ATTEMPT_RE.match(p.name)
+        if m:
+            nums.append(int(m.group(1)))
+    return sorted(nums)
+
+
+def read_events(run_dir: Path) -> list[dict[str, Any]]:
+    """Every complete event; a torn last line (mmops killed mid-write) is skipped."""
+    return list(iter_events(run_dir / "events.jsonl"))
+
+
+def iter_events(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.exists():
+        return
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                break
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue

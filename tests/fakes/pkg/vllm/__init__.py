@@ -1,0 +1,1 @@
+"""Fake vLLM package for tests: see tests/fakes/fake_vllm.py."""
