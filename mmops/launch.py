@@ -130,7 +130,7 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
         dest="device_kind",
         metavar="KIND",
         help="auto, ascend, nvidia, cpu, or an accelerator to plan for offline "
-        "(e.g. 910b3, h100-80g; see `mmops doctor --list-devices`)",
+        "(e.g. 910b3, h100-80; see `mmops doctor --list-devices`)",
     )
     parser.add_argument("--devices", type=int, metavar="N", help="number of devices to plan for")
     parser.add_argument(

@@ -8,7 +8,6 @@ the ones below are those whose values mmops checks or plans with. Names are cano
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,6 +88,8 @@ def near_miss(name: str) -> str | None:
     """A known flag this unknown ``name`` is probably a typo of, if any."""
     if name in KNOWN_FLAGS:
         return None
+    import difflib  # only on an unknown flag: keeps doctor's start-up lean
+
     close = difflib.get_close_matches(name, sorted(KNOWN_FLAGS), n=1, cutoff=0.85)
     return close[0] if close else None
 

@@ -1,0 +1,174 @@
+"""Build OpenAI ``/v1/chat/completions`` bodies the way the reference ``online_serving.py`` does.
+
+The reference sends one user turn whose content is ``[{"type": "text"}, {"type": "image_url"}]``
+plus ``max_tokens, temperature, ignore_eos, stream, top_k, top_p, stop_token_ids,
+repetition_penalty``. :class:`Sampling` keeps the script's defaults; :class:`ChatRequest`
+generalises the turn to several images, a ``video_url`` and several turns.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mmops.probe.media import Media
+
+Role = Literal["user", "assistant", "system"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampling parameters with the reference script's defaults (temperature 0 = greedy)."""
+
+    max_tokens: int = 16
+    temperature: float = 0.0
+    top_k: int = -1
+    top_p: float = 1.0
+    ignore_eos: bool = False
+    repetition_penalty: float = 1.0
+    stop_token_ids: tuple[int, ...] | None = None
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "ignore_eos": self.ignore_eos,
+            "repetition_penalty": self.repetition_penalty,
+        }
+        if self.stop_token_ids is not None:
+            out["stop_token_ids"] = list(self.stop_token_ids)
+        return out
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One chat message: text plus any images and video (user turns only carry media)."""
+
+    role: Role = "user"
+    text: str = ""
+    images: tuple[Media, ...] = ()
+    video: Media | None = None
+
+    def message(self) -> dict[str, Any]:
+        if not self.images and self.video is None:
+            return {"role": self.role, "content": self.text}
+        # Text first, then media: the order of the reference script and of `vllm bench serve`.
+        parts: list[dict[str, Any]] = []
+        if self.text:
+            parts.append({"type": "text", "text": self.text})
+        parts += [{"type": "image_url", "image_url": {"url": m.url}} for m in self.images]
+        if self.video is not None:
+            parts.append({"type": "video_url", "video_url": {"url": self.video.url}})
+        return {"role": self.role, "content": parts}
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A complete chat request minus the model name, which is known only at send time."""
+
+    turns: tuple[Turn, ...]
+    sampling: Sampling = field(default_factory=Sampling)
+    stream: bool = False
+
+    def body(self, model: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [t.message() for t in self.turns],
+            "stream": self.stream,
+            **self.sampling.body(),
+        }
+        if self.stream:
+            # Without this vLLM sends no usage in a stream; `vllm bench serve` asks for it too.
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    def encode(self, model: str) -> bytes:
+        """The JSON body as bytes: built once and reused for every repeat of a load run."""
+        return json.dumps(self.body(model), separators=(",", ":")).encode()
+
+    @property
+    def modality(self) -> str:
+        images = sum(len(t.images) for t in self.turns)
+        video = any(t.video is not None for t in self.turns)
+        if len([t for t in self.turns if t.role == "user"]) > 1:
+            return "multi-turn"
+        if video:
+            return "video"
+        if images > 1:
+            return "multi-image"
+        return "image" if images else "text"
+
+
+# Stop tokens: the reference returns [0, 92543, 92542] whenever config.json's first architecture
+# is InternVLChatModel. That list is vLLM's vision_language.py recipe (convert_tokens_to_ids of
+# <|endoftext|>, <|im_start|>, <|im_end|>, <|end|>) evaluated on an InternLM2 tokenizer, where the
+# first and last are not in the vocabulary and map to <unk> = 0 (shared/notes/failure-signatures.md
+# section 5). InternVL2.5 sizes built on Qwen2.5 (1B, 4B, 38B, 78B) have another vocabulary:
+# there <|im_start|>/<|im_end|> are 151644/151645 (their generation_config.json eos_token_id) and
+# <|endoftext|> is 151643, so the InternLM2 ids would stop on ordinary text tokens. We apply the
+# same recipe to the model's own tokenizer files and fall back to the reference list only for
+# InternLM2-based models.
+_INTERNVL_STOP_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|end|>")
+INTERNLM2_STOP_IDS = (0, 92543, 92542)
+QWEN2_STOP_IDS = (151643, 151644, 151645)
+
+
+def stop_token_ids_for_model(model_dir: str | Path) -> tuple[int, ...] | None:
+    """Stop token ids a model directory needs in each request, or None when it needs none.
+
+    Raises ``FileNotFoundError``/``ValueError`` for a directory without a readable config.json.
+    """
+    root = Path(model_dir)
+    config = json.loads((root / "config.json").read_text())
+    archs = config.get("architectures") or []
+    if not archs or archs[0] != "InternVLChatModel":
+        return None
+    llm = config.get("llm_config") or {}
+    llm_arch = ((llm.get("architectures") or [""])[0] or "").lower()
+    vocab = _added_tokens(root)
+    if vocab:
+        ids: list[int] = []
+        for token in _INTERNVL_STOP_TOKENS:
+            if token in vocab:
+                ids.append(vocab[token])
+            elif "internlm2" in llm_arch:
+                ids.append(0)  # convert_tokens_to_ids of an unknown token is InternLM2's <unk>
+        ids += _generation_eos(root)
+        if ids:
+            return tuple(dict.fromkeys(ids))  # dedupe, keep order
+    if "qwen2" in llm_arch:
+        return tuple(dict.fromkeys([*QWEN2_STOP_IDS, *_generation_eos(root)]))
+    return INTERNLM2_STOP_IDS
+
+
+def _added_tokens(root: Path) -> dict[str, int]:
+    """Special-token -> id from tokenizer_config.json or tokenizer.json, if either is present."""
+    out: dict[str, int] = {}
+    try:
+        tc = json.loads((root / "tokenizer_config.json").read_text())
+        for tid, spec in (tc.get("added_tokens_decoder") or {}).items():
+            if isinstance(spec, dict) and "content" in spec:
+                out[spec["content"]] = int(tid)
+    except (OSError, ValueError):
+        pass
+    try:
+        tj = json.loads((root / "tokenizer.json").read_text())
+        for spec in tj.get("added_tokens") or []:
+            out.setdefault(spec["content"], int(spec["id"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return out
+
+
+def _generation_eos(root: Path) -> list[int]:
+    try:
+        eos = json.loads((root / "generation_config.json").read_text()).get("eos_token_id")
+    except (OSError, ValueError):
+        return []
+    if isinstance(eos, int):
+        return [eos]
+    return [int(e) for e in eos] if isinstance(eos, list) else []
