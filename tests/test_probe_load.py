@@ -90,7 +90,9 @@ def test_mixed_failures_each_get_one_line_and_the_run_goes_on(tmp_path):
 def test_load_keeps_concurrency_bounded_and_reports_percentiles():
     suite = load_suite("tiny-cpu")
     seen = []
-    with ProbeServer(ttft_s=0.05, itl_s=0.01) as srv:
+    # A first token slow enough that all 8 requests are surely in flight together, even on a
+    # loaded 2-core machine where the client's own start-up of each request takes milliseconds.
+    with ProbeServer(ttft_s=0.3, itl_s=0.01) as srv:
         result = asyncio.run(
             run_suite_async(
                 srv.url, suite, concurrency=8, requests=32,
