@@ -726,8 +726,8 @@ def _weights(ctx: Context) -> CheckResult:
             "Re-download the named shards (compare sizes with the repository).",
         )
     by = w.params_by_dtype
-    parts = ", ".join(f"{n / 1e9:.2f}B {d}" for d, n in sorted(by.items(), key=lambda kv: -kv[1]))
-    summary = f"{len(w.shards)} shard(s), {w.total_params / 1e9:.2f}B params ({parts}), {estimate.gib(w.total_bytes)}"
+    parts = ", ".join(f"{_count(n)} {d}" for d, n in sorted(by.items(), key=lambda kv: -kv[1]))
+    summary = f"{len(w.shards)} shard(s), {_count(w.total_params)} params ({parts}), {estimate.gib(w.total_bytes)}"
     dtype = ctx.spec.dtype
     if (
         dtype in ("bfloat16", "auto")
@@ -746,6 +746,14 @@ def _weights(ctx: Context) -> CheckResult:
                 "Pass --dtype float16.",
             )
     return R(cid, "pass", summary, data_bytes=w.total_bytes)
+
+
+def _count(n: int) -> str:
+    """Parameter counts as people say them: 7.62B, 3.1M, 812."""
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(n)
 
 
 # --------------------------------------------------------------------------- parallelism
