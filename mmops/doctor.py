@@ -211,6 +211,19 @@ def _device_visible(ctx: Context) -> CheckResult:
     return R(cid, "pass", summary, detail, count=len(ctx.devices))
 
 
+def runtime_memory_mib(d: platform.Device) -> tuple[int, int]:
+    """(total, used) as the framework sees them, which is what vLLM multiplies by
+    gpu-memory-utilization. On Ascend the driver reserves ~3 GiB per chip that npu-smi counts
+    as used but torch_npu leaves out of the total: a 64 GiB 910B reports "60.96 GiB total
+    capacity" in its OOM messages (vllm-ascend#3965, #6611) while npu-smi says 3378/65536 MB
+    used at idle. So both the total and the used figure lose that idle baseline."""
+    if d.vendor != "ascend":
+        return d.memory_total_mib, d.memory_used_mib
+    spec = platform.match_spec(d.name, d.memory_total_mib)
+    idle = spec.idle_used_mib if spec is not None else 0
+    return d.memory_total_mib - idle, max(0, d.memory_used_mib - idle)
+
+
 @check("device.memory", "Free device memory")
 def _device_memory(ctx: Context) -> CheckResult:
     cid = "device.memory"
@@ -221,23 +234,23 @@ def _device_memory(ctx: Context) -> CheckResult:
     util = ctx.spec.gpu_memory_utilization
     short, lines = [], []
     for d in ctx.used_devices:
-        total = d.memory_total_mib
-        free = total - d.memory_used_mib
+        total, used = runtime_memory_mib(d)
+        free = total - used
         want = total * util
         holders = ", ".join(f"pid {p.pid} {p.name} {p.memory_mib} MiB" for p in d.processes)
+        reserved = d.memory_total_mib - total
+        note = f" (runtime view: {reserved} MiB driver-reserved excluded)" if reserved else ""
         lines.append(
-            f"{d.vendor} {d.index}: {d.memory_used_mib}/{total} MiB used, {free} free; "
-            f"vLLM wants {want:.0f} ({util:g} x total)"
+            f"{d.vendor} {d.index}: {d.memory_used_mib}/{d.memory_total_mib} MiB used{note}, "
+            f"{free} free; vLLM wants {want:.0f} ({util:g} x {total})"
             + (f"; held by {holders}" if holders else "")
         )
         if free < want:
-            short.append((d, free, want, holders))
+            short.append((d, free, want, holders, free / total))
     if short:
-        d, free, want, holders = short[0]
+        d, free, want, holders, _ = short[0]
         idx = ", ".join(str(s[0].index) for s in short)
-        max_util = min(
-            (s[0].memory_total_mib - s[0].memory_used_mib) / s[0].memory_total_mib for s in short
-        )
+        max_util = min(s[4] for s in short)
         who = (
             f" Memory is held by: {holders}."
             if holders
@@ -842,8 +855,9 @@ def _memory_fit(ctx: Context) -> CheckResult:
             cid, "skip", "no device to size against (plan offline with --device 910b3 --devices N)"
         )
     d = min(ctx.used_devices, key=lambda x: x.memory_total_mib - x.memory_used_mib)
-    total = d.memory_total_mib * estimate.MIB
-    free = (d.memory_total_mib - d.memory_used_mib) * estimate.MIB
+    total_mib, used_mib = runtime_memory_mib(d)
+    total = total_mib * estimate.MIB
+    free = (total_mib - used_mib) * estimate.MIB
     fit = estimate.fit(f, inp, total, free)
     if fit is None:
         return R(
