@@ -1,0 +1,128 @@
+"""Checks on the software stack and the server's environment."""
+
+from __future__ import annotations
+
+from mmops import versions
+from mmops.doctor.core import (
+    CheckResult,
+    Context,
+    R,
+    Status,
+    from_problems,
+    check,
+)
+
+
+@check("software.versions", "vLLM / torch / CANN versions")
+def _software(ctx: Context) -> CheckResult:
+    cid = "software.versions"
+    s = ctx.stack
+    shown = ", ".join(f"{k} {v}" for k, v in s.items() if v) or "none found"
+    findings = versions.compatibility(s)
+    fails = [f for f in findings if f.level == "fail"]
+    warns = [f for f in findings if f.level == "warn"]
+    where = f" (in {ctx.spec.vllm_python})" if ctx.spec.vllm_python else ""
+    if fails or warns:
+        worst = fails or warns
+        return R(
+            cid,
+            "fail" if fails else "warn",
+            worst[0].message,
+            f"Installed{where}: {shown}\n" + "\n".join(f.message for f in findings),
+            "\n".join(f.fix for f in findings if f.fix),
+        )
+    if not ctx.vllm_version:
+        return R(
+            cid,
+            "warn",
+            f"vLLM is not installed{where}",
+            f"Installed{where}: {shown}",
+            "Install vLLM (pip install 'mmops[ascend]' on Ascend), or point --python / vllm_python: "
+            "at the interpreter of the venv or image that has it.",
+        )
+    return R(cid, "pass", shown, f"Installed{where}: {shown}")
+
+
+@check("env.npu", "Server environment")
+def _env(ctx: Context) -> CheckResult:
+    cid = "env.npu"
+    env = ctx.env
+    problems: list[tuple[Status, str, str]] = []
+    notes: list[str] = []
+    conf = env.get("PYTORCH_NPU_ALLOC_CONF")
+    if conf is not None:
+        keys: dict[str, str] = {}
+        for part in filter(None, (p.strip() for p in conf.split(","))):
+            k, _, v = part.partition(":")
+            keys[k.strip()] = v.strip()
+        es = keys.get("expandable_segments")
+        if es is not None and es not in ("True", "False"):
+            problems.append(
+                (
+                    "fail",
+                    f"PYTORCH_NPU_ALLOC_CONF expandable_segments:{es} is not True/False",
+                    "torch_npu rejects it: 'Expected a single True/False argument for expandable_segments'. Use expandable_segments:True or :False.",
+                )
+            )
+        conflict = [k for k in ("max_split_size_mb", "garbage_collection_threshold") if k in keys]
+        if es == "True" and conflict:
+            others = ",".join(f"{k}:{v}" for k, v in keys.items() if k != "expandable_segments")
+            problems.append(
+                (
+                    "fail",
+                    f"PYTORCH_NPU_ALLOC_CONF sets expandable_segments:True with {', '.join(conflict)}",
+                    f"torch_npu refuses this combination. Either PYTORCH_NPU_ALLOC_CONF=expandable_segments:False,{others} or drop {', '.join(conflict)}.",
+                )
+            )
+        notes.append(
+            f"PYTORCH_NPU_ALLOC_CONF={conf} (expandable segments {'on' if es == 'True' else 'off' if es == 'False' else 'unset'})"
+        )
+    elif ctx.vendor == "ascend":
+        notes.append(
+            "PYTORCH_NPU_ALLOC_CONF unset: vllm-ascend >= 0.14 turns expandable_segments:True on "
+            "itself; on a virtual-memory error set expandable_segments:False"
+        )
+    for var, want, default in (
+        ("VLLM_IMAGE_FETCH_TIMEOUT", 100, 5),
+        ("VLLM_ENGINE_ITERATION_TIMEOUT_S", 600, 60),
+    ):
+        raw = env.get(var)
+        if raw is None:
+            if ctx.facts is not None and ctx.facts.is_multimodal:
+                problems.append(
+                    (
+                        "warn",
+                        f"{var} unset (vLLM default {default} s)",
+                        f"export {var}={want} as the reference does; large images and long first iterations on NPU exceed {default} s.",
+                    )
+                )
+            continue
+        try:
+            if float(raw) <= 0:
+                raise ValueError
+            notes.append(f"{var}={raw}")
+        except ValueError:
+            problems.append(
+                ("fail", f"{var}={raw!r} is not a positive number", f"export {var}={want}")
+            )
+    if ctx.vendor == "ascend":
+        sourced = any(
+            env.get(k) for k in ("ASCEND_TOOLKIT_HOME", "ASCEND_HOME_PATH", "ASCEND_OPP_PATH")
+        )
+        if not sourced:
+            problems.append(
+                (
+                    "fail",
+                    "CANN environment not sourced (ASCEND_TOOLKIT_HOME / ASCEND_HOME_PATH unset)",
+                    "source /usr/local/Ascend/ascend-toolkit/set_env.sh (and nnal/atb/set_env.sh for vllm-ascend) before starting vLLM.",
+                )
+            )
+        else:
+            notes.append(
+                f"CANN env: {env.get('ASCEND_TOOLKIT_HOME') or env.get('ASCEND_HOME_PATH')}"
+            )
+    if not problems:
+        return R(
+            cid, "pass", "; ".join(notes) or "nothing to check for this device", "\n".join(notes)
+        )
+    return from_problems(cid, problems, notes)
