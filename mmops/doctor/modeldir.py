@@ -8,8 +8,8 @@ from mmops.doctor.core import (
     Context,
     R,
     Status,
-    from_problems,
     check,
+    from_problems,
 )
 from mmops.model import NEEDS_PREPROCESSOR
 
