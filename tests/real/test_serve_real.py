@@ -173,3 +173,33 @@ def test_killing_the_engine_core_restarts_the_server(vllm_python, tiny_model, tm
         if proc.poll() is None:
             proc.kill()
         log.close()
+
+
+@pytest.mark.timeout(2 * START_S + 100)
+def test_kv_cache_too_small_is_fixed_with_vllms_own_estimate(vllm_python, tiny_model, tmp_path):
+    """The remedy ladder end to end on real vLLM: a 1 MB KV cache cannot hold one 4096-token
+    request; vLLM says 'the estimated maximum model length is 1920'; mmops retries once with
+    --max-model-len 1920, the server comes up, and the run says which change made it work."""
+    state = tmp_path / "state"
+    child_env = env()
+    child_env.pop("VLLM_CPU_KVCACHE_SPACE")  # whole GiB only; the explicit byte budget rules here
+    argv = [
+        sys.executable, "-m", "mmops", "serve",
+        "--model", str(tiny_model), "--python", str(vllm_python), "--device", "cpu",
+        "--port", str(free_port()), "--no-preflight", "--state-dir", str(state), "--smoke",
+        "--max-model-len", "4096", "--kv-cache-memory-bytes", "1M",
+        "--max-num-seqs", "4", "--dtype", "bfloat16",
+    ]  # fmt: skip
+    res = subprocess.run(
+        argv, capture_output=True, text=True, env=child_env, cwd=REPO, timeout=2 * START_S
+    )
+    evs = events(state)
+    seq = [(e["attempt"], e["state"]) for e in evs]
+    assert res.returncode == 0, (seq, res.stderr[-4000:])
+    starts = [e for e in evs if e["state"] == "STARTING"]
+    assert len(starts) == 2, seq  # one failure, one remedy, no blind retry
+    first, second = starts[0]["argv"], starts[1]["argv"]
+    assert first[first.index("--max-model-len") + 1] == "4096"
+    assert second[second.index("--max-model-len") + 1] == "1920"  # vLLM's own estimate
+    assert any(e["state"] == "READY" and e["attempt"] == 2 for e in evs), seq
+    assert "the server came up after the automatic change(s): --max-model-len 1920" in res.stderr
