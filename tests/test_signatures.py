@@ -218,7 +218,9 @@ def _dummy(template: str) -> dict[str, str]:
 def test_every_fix_template_formats():
     for sig in load_signatures():
         for template in sig.fix_templates:
-            template.format(**_dummy(template))  # raises on stray braces
+            out = template.format(**_dummy(template))  # raises on stray braces
+            holes = [f"{{{name}}}" for name in _dummy(template)]
+            assert out.strip() and not any(h in out for h in holes), (sig.id, template)
 
 
 @pytest.mark.parametrize(("line", "expected"), REAL_LINES)

@@ -82,6 +82,13 @@ def wait_event(state: Path, wanted: str, timeout: float = 20.0) -> Path:
     raise AssertionError(f"no {wanted} event within {timeout} s")
 
 
+def serve_in_background(profile: Path, state: Path, **popen: object) -> subprocess.Popen:
+    """`mmops serve -p PROFILE --no-preflight -q` as a child, as a user would start it."""
+    argv = [sys.executable, "-m", "mmops", "serve", "-p", str(profile), "--no-preflight", "-q"]
+    argv += ["--state-dir", str(state)]
+    return subprocess.Popen(argv, env=cli_env(), cwd=REPO, **popen)
+
+
 def test_smoke_reaches_ready_and_exits_0(tmp_path):
     profile = write_profile(tmp_path, "serve")
     state = tmp_path / "state"
@@ -126,24 +133,8 @@ def test_smoke_of_a_config_error_fails_with_the_fix_and_logs_show_it(tmp_path):
 def test_sigterm_to_mmops_is_a_clean_stop(tmp_path):
     profile = write_profile(tmp_path, "serve", FAKE_VLLM_ENGINE="1")
     state = tmp_path / "state"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mmops",
-            "serve",
-            "-p",
-            str(profile),
-            "--no-preflight",
-            "-q",
-            "--state-dir",
-            str(state),
-        ],
-        env=cli_env(),
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc = serve_in_background(
+        profile, state, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         run = wait_event(state, "READY")
@@ -163,24 +154,7 @@ def test_sigkill_of_mmops_leaves_no_vllm_process(tmp_path):
     # daemonises; the reaper still finds it (subreaper + /proc walk).
     profile = write_profile(tmp_path, "serve", FAKE_VLLM_ENGINE="setsid")
     state = tmp_path / "state"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mmops",
-            "serve",
-            "-p",
-            str(profile),
-            "--no-preflight",
-            "-q",
-            "--state-dir",
-            str(state),
-        ],
-        env=cli_env(),
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = serve_in_background(profile, state, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         run = wait_event(state, "READY")
         family = tree(proc.pid)[1:]  # reaper, fake API server, fake engine
@@ -207,23 +181,8 @@ def test_logs_follow_tracks_restarts_and_ends_with_the_run(tmp_path):
     # Each attempt lives 1.5 s, so the follower is attached before attempt 1 ends.
     profile = write_profile(tmp_path, "crash", max_attempts=3, FAKE_VLLM_STARTUP_S="1.5")
     state = tmp_path / "state"
-    serve = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mmops",
-            "serve",
-            "-p",
-            str(profile),
-            "--no-preflight",
-            "-q",
-            "--state-dir",
-            str(state),
-        ],
-        env=cli_env(),
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    serve = serve_in_background(
+        profile, state, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         wait_event(state, "STARTING")
