@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "fakes"))
 
-from fakesupport import fake_planner, fake_spec, records  # noqa: E402
+from fakesupport import fake_planner, fake_spec, records, run_watching_the_loop  # noqa: E402
 
 from mmops.runs import Run  # noqa: E402
 from mmops.supervisor import Options, State, Supervisor  # noqa: E402
@@ -82,23 +82,8 @@ def ingest(tmp: Path, n: int) -> dict:
     sup = Supervisor(
         spec, planner=fake_planner, run=run, options=Options(reaper_grace_s=0.5), on_lines=on_lines
     )
-    lags: list[float] = []
-
-    async def ticker() -> None:
-        while True:
-            t = time.perf_counter()
-            await asyncio.sleep(0.01)
-            lags.append(time.perf_counter() - t - 0.01)
-
-    async def go() -> State:
-        tick = asyncio.ensure_future(ticker())
-        await sup.start()
-        final = await sup.wait()
-        tick.cancel()
-        return final
-
     t0 = time.perf_counter()
-    asyncio.run(go())
+    _, lags = run_watching_the_loop(sup)
     total_s = time.perf_counter() - t0
     flood = [
         line

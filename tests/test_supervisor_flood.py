@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "fakes"))
 
-from fakesupport import fake_planner, fake_spec, records  # noqa: E402
+from fakesupport import fake_planner, fake_spec, records, run_watching_the_loop  # noqa: E402
 
 from mmops.runs import Run  # noqa: E402
 from mmops.supervisor import Options, State, Supervisor  # noqa: E402
@@ -33,22 +31,8 @@ def test_flood_is_ingested_whole_and_the_loop_never_stalls(tmp_path):
     sup = Supervisor(
         spec, planner=fake_planner, run=run, options=Options(reaper_grace_s=0.5), on_lines=on_lines
     )
-    lags: list[float] = []
-
-    async def ticker() -> None:
-        while True:
-            t = time.perf_counter()
-            await asyncio.sleep(0.01)
-            lags.append(time.perf_counter() - t - 0.01)
-
-    async def go() -> State:
-        tick = asyncio.ensure_future(ticker())
-        await sup.start()
-        final = await sup.wait()
-        tick.cancel()
-        return final
-
-    assert asyncio.run(go()) == State.FAILED
+    final, lags = run_watching_the_loop(sup)
+    assert final == State.FAILED
     log = (run.path / "attempt-1.log").read_bytes().splitlines()
     flood = [line for line in log if b"Avg prompt throughput: " in line]
     assert len(flood) == N

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -109,3 +110,24 @@ def cli_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env.update(extra)
     return env
+
+
+def run_watching_the_loop(sup) -> tuple[object, list[float]]:  # noqa: ANN001 - a Supervisor
+    """Run ``sup`` to its end while a 10 ms ticker records how late the event loop woke it:
+    (final state, lags in seconds). A blocking read anywhere shows up as a long lag."""
+    lags: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            lags.append(time.perf_counter() - t - 0.01)
+
+    async def go():  # noqa: ANN202
+        tick = asyncio.ensure_future(ticker())
+        await sup.start()
+        final = await sup.wait()
+        tick.cancel()
+        return final
+
+    return asyncio.run(go()), lags
