@@ -43,6 +43,16 @@ async def _until_ready_then_stop(sup: Supervisor) -> State:
     return reached
 
 
+def run_to_end(sup: Supervisor) -> State:
+    """Start the supervisor and wait for its final state (FAILED or STOPPED)."""
+
+    async def go() -> State:
+        await sup.start()
+        return await sup.wait()
+
+    return asyncio.run(go())
+
+
 def test_virtual_memory_failure_then_ready_with_expandable_segments_false(tmp_path):
     rec = tmp_path / "rec.jsonl"
     # The user's own allocator keys must survive the remedy.
@@ -95,11 +105,7 @@ def test_a_remedy_that_does_not_help_is_not_retried_blindly(tmp_path):
     rec = tmp_path / "rec.jsonl"
     sup = make(fake_spec(rec, "npu_vm", env={"FAKE_VLLM_VM_ALWAYS": "1"}, max_attempts=5), tmp_path)
 
-    async def go() -> State:
-        await sup.start()
-        return await sup.wait()
-
-    assert asyncio.run(go()) == State.FAILED
+    assert run_to_end(sup) == State.FAILED
     assert [s["alloc"] for s in records(rec, "start")] == [None, "expandable_segments:False"]
     assert "the automatic fix did not help" in sup.events[-1].reason
     assert sup.fixed_by == []
@@ -109,11 +115,7 @@ def test_crash_loop_ends_failed_after_max_attempts(tmp_path):
     rec = tmp_path / "rec.jsonl"
     sup = make(fake_spec(rec, "crash", max_attempts=3), tmp_path)
 
-    async def go() -> State:
-        await sup.start()
-        return await sup.wait()
-
-    assert asyncio.run(go()) == State.FAILED
+    assert run_to_end(sup) == State.FAILED
     assert len(records(rec, "start")) == 3
     assert [s for _, s in states(sup)] == ["STARTING", "BACKOFF"] * 2 + ["STARTING", "FAILED"]
     delays = [e.fields["delay_s"] for e in sup.events if e.state == State.BACKOFF]
@@ -128,11 +130,7 @@ def test_config_error_fails_at_once_with_the_fix(tmp_path):
     rec = tmp_path / "rec.jsonl"
     sup = make(fake_spec(rec, "config_error", max_attempts=5), tmp_path)
 
-    async def go() -> State:
-        await sup.start()
-        return await sup.wait()
-
-    assert asyncio.run(go()) == State.FAILED
+    assert run_to_end(sup) == State.FAILED
     assert len(records(rec, "start")) == 1  # no blind retry of a config error
     failed = sup.events[-1]
     assert failed.fields["cause"]["id"] == "config.max_len_above_derived"
@@ -269,11 +267,7 @@ def test_readiness_timeout_counts_as_a_failed_attempt(tmp_path):
     rec = tmp_path / "rec.jsonl"
     sup = make(fake_spec(rec, "hang", max_attempts=1, ready_timeout_s=2), tmp_path)
 
-    async def go() -> State:
-        await sup.start()
-        return await sup.wait()
-
-    assert asyncio.run(go()) == State.FAILED
+    assert run_to_end(sup) == State.FAILED
     assert "not ready after 2 s" in sup.events[-1].reason
     assert len(records(rec, "start")) == 1
 
