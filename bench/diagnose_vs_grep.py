@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / "tests" / "fixtures" / "logs"
 sys.path.insert(0, str(ROOT))
 
-from mmops.signatures import load_signatures  # noqa: E402
+from mmops.diagnose.table import load_signatures  # noqa: E402
 
 CRASH_EXCERPT = LOGS / "corpus" / "004-npu-runtime-oom-207001-el0004.log"
 

@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO))
 
 from mmops.probe.request import Sampling  # noqa: E402
 from mmops.probe.runner import run_suite_async  # noqa: E402
-from mmops.suite import Case, Suite, TurnSpec  # noqa: E402
+from mmops.probe.suite import Case, Suite, TurnSpec  # noqa: E402
 
 IMAGE = REPO / "checks" / "media" / "red-circle.png"
 PROMPT = "What colour is the circle in the picture?"

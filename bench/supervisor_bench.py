@@ -30,8 +30,8 @@ sys.path.insert(0, str(REPO / "tests" / "fakes"))
 
 from fakesupport import fake_planner, fake_spec, records, run_watching_the_loop  # noqa: E402
 
-from mmops.runs import Run  # noqa: E402
-from mmops.supervisor import Options, State, Supervisor  # noqa: E402
+from mmops.serve.runs import Run  # noqa: E402
+from mmops.serve.supervisor import Options, State, Supervisor  # noqa: E402
 
 
 def pct(values: list[float], q: float) -> float:

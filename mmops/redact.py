@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from mmops.vllm_flags import SECRET_FLAGS, canonical
+from mmops.launch.flags import SECRET_FLAGS, canonical
 
 MASK = "***"
 # Env names that carry credentials: HF_TOKEN, HUGGING_FACE_HUB_TOKEN, OPENAI_API_KEY, ...

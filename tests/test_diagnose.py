@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from mmops import cli, logread
-from mmops.diagnose import MAX_EVIDENCE, diagnose, error_lines
+from mmops import cli
+from mmops.diagnose import logread
+from mmops.diagnose.scan import MAX_EVIDENCE, diagnose, error_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 

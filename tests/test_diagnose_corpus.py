@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mmops.diagnose import diagnose
+from mmops.diagnose.scan import diagnose
 
 LOGS = Path(__file__).resolve().parent / "fixtures" / "logs"
 MANIFEST = LOGS / "MANIFEST.yaml"

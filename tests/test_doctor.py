@@ -13,7 +13,7 @@ from helpers import FIXTURES, write_sparse_weights
 
 from mmops import doctor
 from mmops.cli import build_parser
-from mmops.launch import spec_from_args
+from mmops.launch.spec import spec_from_args
 from mmops.platform import ReplayRunner
 
 NPU = FIXTURES / "npu-smi"

@@ -12,9 +12,16 @@ import os
 
 import pytest
 
-from mmops import logread
+from mmops.diagnose import logread
+from mmops.diagnose.logread import (
+    Source,
+    iter_lines,
+    normalize,
+    open_inputs,
+    parse_line,
+    read_chunks,
+)
 from mmops.errors import MmopsError
-from mmops.logread import Source, iter_lines, normalize, open_inputs, parse_line, read_chunks
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""mmops.metrics on recorded /metrics bodies: vLLM 0.32 (real) and the V0 shape."""
+"""mmops.probe.metrics on recorded /metrics bodies: vLLM 0.32 (real) and the V0 shape."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mmops.metrics import MetricsError, diff, parse, scrape
+from mmops.probe.metrics import MetricsError, diff, parse, scrape
 from tests.probe_server import ProbeServer, free_port
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "probe"

@@ -1,6 +1,6 @@
 import json
 
-from mmops.model import inspect_model, run_dtype
+from mmops.model.facts import inspect_model, run_dtype
 
 
 def test_qwen25_vl_7b_real_config(model_dir):

@@ -11,8 +11,15 @@ from pathlib import Path
 import pytest
 
 from mmops import cli
-from mmops.launch import LaunchSpec
-from mmops.plan import Installed, build_plan, installed_vllm, parse_version, render, translate_flags
+from mmops.launch.plan import (
+    Installed,
+    build_plan,
+    installed_vllm,
+    parse_version,
+    render,
+    translate_flags,
+)
+from mmops.launch.spec import LaunchSpec
 
 
 def spec(**kw) -> LaunchSpec:

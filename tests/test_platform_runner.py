@@ -17,7 +17,7 @@ def test_system_runner_real_processes():
     nothing heavy (they sit on the `mmops doctor` fast path).
     """
     code = (
-        "import sys; import mmops.platform, mmops.versions; "
+        "import sys; import mmops.platform, mmops.platform.software; "
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules)); "
         "print('err', file=sys.stderr); sys.exit(3)"
     )

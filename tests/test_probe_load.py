@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mmops.probe.runner import run_suite, run_suite_async
-from mmops.suite import Case, Expect, Suite, TurnSpec, load_suite
+from mmops.probe.suite import Case, Expect, Suite, TurnSpec, load_suite
 from tests.probe_server import ENGINE_DEAD, ProbeServer, free_port
 
 MEDIA = Path(__file__).resolve().parents[1] / "checks" / "media"

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from mmops.errors import ProfileError
-from mmops.profile import PROFILE_DIR, load_profile
+from mmops.launch.profile import PROFILE_DIR, load_profile
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmops.launch import LaunchSpec
-from mmops.remedy import propose
-from mmops.signatures import by_id
-from mmops.supervisor import classify_attempt
+from mmops.diagnose.table import by_id
+from mmops.launch.spec import LaunchSpec
+from mmops.serve.remedy import propose
+from mmops.serve.supervisor import classify_attempt
 
 LINES = Path(__file__).parent / "fakes" / "lines"  # real lines; sources in SOURCES.yaml
 

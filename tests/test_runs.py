@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from mmops import runs
 from mmops.errors import UsageError
+from mmops.serve import runs
 
 
 def test_state_root_xdg_and_override(tmp_path, monkeypatch):

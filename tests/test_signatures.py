@@ -12,7 +12,7 @@ import string
 
 import pytest
 
-from mmops.signatures import (
+from mmops.diagnose.table import (
     LineMatch,
     Remedy,
     by_id,

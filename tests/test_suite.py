@@ -1,4 +1,4 @@
-"""mmops.suite: shipped suites load; a bad suite is one line naming file, case and key."""
+"""mmops.probe.suite: shipped suites load; a bad suite is one line naming file, case and key."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mmops.errors import SuiteError
-from mmops.suite import REPO_CHECKS, available_suites, load_suite, resolve_suite
+from mmops.probe.suite import REPO_CHECKS, available_suites, load_suite, resolve_suite
 
 SHIPPED = ["smoke", "tiny-cpu", "qwen2.5-vl", "internvl2.5"]
 

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent / "fakes"))
 
 from fakesupport import fake_planner, fake_spec, records, tree, wait_gone  # noqa: E402
 
-from mmops.runs import Run, read_events  # noqa: E402
-from mmops.supervisor import Options, State, Supervisor  # noqa: E402
+from mmops.serve.runs import Run, read_events  # noqa: E402
+from mmops.serve.supervisor import Options, State, Supervisor  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from mmops import proc
+from mmops.serve import reaper as proc
 
 pytestmark = pytest.mark.timeout(30)
 PY = sys.executable

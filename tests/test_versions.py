@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mmops.versions import (
+from mmops.platform.software import (
     VLLM_ASCEND_MATRIX,
     SoftwareStack,
     compatibility,

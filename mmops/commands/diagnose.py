@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmops.diagnose import diagnose
+    from mmops.diagnose.scan import diagnose
     from mmops.errors import UsageError
 
     files = args.files or ["-"]

@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from mmops.launch import add_launch_arguments, spec_from_args
+from mmops.launch.spec import add_launch_arguments, spec_from_args
 
 MARKS = {"pass": "✓", "warn": "!", "fail": "✗", "skip": "-"}
 COLORS = {"pass": "32", "warn": "33", "fail": "31", "skip": "2"}

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from mmops import runs
 from mmops.errors import UsageError
+from mmops.serve import runs
 
 TERMINAL_STATES = ("STOPPED", "FAILED")
 
@@ -103,7 +103,7 @@ def classified(path: Path) -> Iterator[tuple[int, str, object]]:
 
     ``diagnose.error_lines`` pre-filters the bytes of the file, so this stays fast on big logs.
     """
-    from mmops.diagnose import error_lines
+    from mmops.diagnose.scan import error_lines
 
     for no, line, m in error_lines(str(path)):
         if m is not None:
@@ -111,7 +111,7 @@ def classified(path: Path) -> Iterator[tuple[int, str, object]]:
 
 
 def print_errors(run_dir: Path, chosen: list[int], out: TextIO) -> int:
-    from mmops.signatures import render_fix
+    from mmops.diagnose.table import render_fix
 
     fixes: dict[str, str] = {}
     titles: dict[str, str] = {}
@@ -157,7 +157,7 @@ def follow(
     poll_s: float = 0.2,
 ) -> None:
     """Print the log as it grows, moving on to each new attempt, until the run ends."""
-    from mmops.signatures import match_line
+    from mmops.diagnose.table import match_line
 
     current = attempt or (runs.attempts(run_dir) or [1])[-1]
     pos = 0

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mmops.errors import UsageError
-from mmops.launch import LaunchSpec, add_launch_arguments, spec_from_args
+from mmops.launch.spec import LaunchSpec, add_launch_arguments, spec_from_args
 
 
 @dataclass
@@ -83,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmops.plan import build_plan, render
+    from mmops.launch.plan import build_plan, render
 
     spec, pre = preflight(launch_spec(args), args.no_preflight)
     plan = build_plan(spec)

@@ -90,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mmops.probe.request import Sampling, stop_token_ids_for_model
     from mmops.probe.runner import run_suite_async
-    from mmops.suite import adhoc_suite, load_suite
+    from mmops.probe.suite import adhoc_suite, load_suite
 
     _validate(args)
     adhoc = bool(args.image or args.video or args.text)

@@ -10,8 +10,8 @@ import time
 from typing import TextIO
 
 from mmops.commands.plan import launch_spec, preflight
-from mmops.launch import add_launch_arguments
-from mmops.runs import Run, state_root
+from mmops.launch.spec import add_launch_arguments
+from mmops.serve.runs import Run, state_root
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmops.plan import build_plan, default_python, installed_vllm
-    from mmops.supervisor import Options, Supervisor
+    from mmops.launch.plan import build_plan, default_python, installed_vllm
+    from mmops.serve.supervisor import Options, Supervisor
 
     spec, pre = preflight(launch_spec(args), args.no_preflight)
     run_dir = Run.create(state_root(args.state_dir), spec.name)
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(sup, args: argparse.Namespace, out: Renderer) -> int:  # noqa: ANN001
-    from mmops.supervisor import State
+    from mmops.serve.supervisor import State
 
     loop = asyncio.get_running_loop()
     presses = 0
@@ -131,7 +131,7 @@ async def _serve(sup, args: argparse.Namespace, out: Renderer) -> int:  # noqa: 
 
 async def _smoke_suite(sup, out: Renderer) -> bool:  # noqa: ANN001
     from mmops.probe import run_suite_async
-    from mmops.suite import load_suite
+    from mmops.probe.suite import load_suite
 
     spec, plan = sup.spec, sup.plan
     result = await run_suite_async(
@@ -148,7 +148,7 @@ async def _smoke_suite(sup, out: Renderer) -> bool:  # noqa: ANN001
 
 
 def _now() -> str:
-    from mmops.runs import iso_time
+    from mmops.serve.runs import iso_time
 
     return iso_time(time.time())
 
@@ -209,7 +209,7 @@ class Renderer:
             self._print(f"mmops:     {line}")
 
     def summary(self, sup) -> None:  # noqa: ANN001 - supervisor.Supervisor
-        from mmops.supervisor import State
+        from mmops.serve.supervisor import State
 
         if sup.state == State.FAILED and self.quiet and sup.tail:
             self.note("last lines of the server's output:")

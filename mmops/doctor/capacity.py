@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from mmops import estimate
 from mmops.doctor.core import (
     CheckResult,
     Context,
@@ -10,7 +9,8 @@ from mmops.doctor.core import (
     check,
 )
 from mmops.doctor.devices import runtime_memory_mib
-from mmops.model import VISION_HEADS_PADDED, ModelFacts
+from mmops.model import estimate
+from mmops.model.facts import VISION_HEADS_PADDED, ModelFacts
 
 
 @check("parallel.tp", "Tensor / pipeline parallel sizes")

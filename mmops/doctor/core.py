@@ -9,10 +9,11 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any, Literal
 
-from mmops import platform, versions
+from mmops import platform
 from mmops.errors import UsageError
-from mmops.launch import LaunchSpec
-from mmops.model import ModelFacts, inspect_model
+from mmops.launch.spec import LaunchSpec
+from mmops.model.facts import ModelFacts, inspect_model
+from mmops.platform import software as versions
 
 Status = Literal["pass", "warn", "fail", "skip"]
 

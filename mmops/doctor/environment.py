@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from mmops import versions
 from mmops.doctor.core import (
     CheckResult,
     Context,
@@ -11,6 +10,7 @@ from mmops.doctor.core import (
     check,
     from_problems,
 )
+from mmops.platform import software as versions
 
 
 @check("software.versions", "vLLM / torch / CANN versions")

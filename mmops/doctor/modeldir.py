@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from mmops import estimate
 from mmops.doctor.core import (
     CheckResult,
     Context,
@@ -11,7 +10,8 @@ from mmops.doctor.core import (
     check,
     from_problems,
 )
-from mmops.model import NEEDS_PREPROCESSOR
+from mmops.model import estimate
+from mmops.model.facts import NEEDS_PREPROCESSOR
 
 
 @check("model.config", "Model directory and config.json")
@@ -353,7 +353,7 @@ def _weights(ctx: Context) -> CheckResult:
         and ctx.devices
         and not all(d.bf16 for d in ctx.used_devices or ctx.devices)
     ):
-        from mmops.model import run_dtype
+        from mmops.model.facts import run_dtype
 
         if run_dtype(f, dtype) == "BF16":
             names = sorted({d.name for d in ctx.devices if not d.bf16})

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from mmops.metrics import MetricsError, MetricsSnapshot, scrape_async
 from mmops.probe.client import RequestResult, send_chat
+from mmops.probe.metrics import MetricsError, MetricsSnapshot, scrape_async
 
 #: progress(done, total, failed) after each request.
 Progress = Callable[[int, int, int], None]

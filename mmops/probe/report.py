@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mmops.metrics import MetricsDelta
+from mmops.probe.metrics import MetricsDelta
 from mmops.probe.runner import SuiteResult
 from mmops.probe.stats import PERCENTILES, Distribution, LoadStats
 

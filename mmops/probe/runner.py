@@ -17,13 +17,13 @@ from pathlib import Path
 
 import httpx
 
-from mmops.metrics import MetricsDelta, MetricsError, MetricsSnapshot, diff, scrape_async
 from mmops.probe import client as http
 from mmops.probe.load import Job, Peaks, Progress, run_jobs
 from mmops.probe.media import DEFAULT_MAX_BYTES, MediaError, load_media
+from mmops.probe.metrics import MetricsDelta, MetricsError, MetricsSnapshot, diff, scrape_async
 from mmops.probe.request import ChatRequest, Sampling, Turn, stop_token_ids_for_model
 from mmops.probe.stats import LoadStats, summarize
-from mmops.suite import Case, Expect, Suite
+from mmops.probe.suite import Case, Expect, Suite
 
 
 @dataclass

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import psutil
 
-from mmops import vllm_flags
-from mmops.launch import LaunchSpec
-from mmops.plan import Plan
-from mmops.profile import Readiness, RestartPolicy
+from mmops.launch import flags as vllm_flags
+from mmops.launch.plan import Plan
+from mmops.launch.profile import Readiness, RestartPolicy
+from mmops.launch.spec import LaunchSpec
 
 FAKES = Path(__file__).resolve().parent
 FAKE = FAKES / "fake_vllm.py"

@@ -18,10 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mmops.metrics import parse, scrape
 from mmops.probe import client as http
+from mmops.probe.metrics import parse, scrape
 from mmops.probe.runner import run_suite
-from mmops.suite import load_suite
+from mmops.probe.suite import load_suite
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "probe" / "real-cpu"

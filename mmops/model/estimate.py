@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mmops.model import DTYPE_SIZE, ModelFacts, run_dtype
+from mmops.model.facts import DTYPE_SIZE, ModelFacts, run_dtype
 
 GIB = 1024**3
 MIB = 1024**2

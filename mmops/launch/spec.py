@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from mmops import vllm_flags
 from mmops.errors import UsageError
-from mmops.profile import (
+from mmops.launch import flags as vllm_flags
+from mmops.launch.profile import (
     DEVICE_KINDS,
     DeviceRequest,
     Profile,

@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from mmops.errors import MmopsError
-from mmops.logread import LogLine, Source, decode, open_inputs, parse_line, read_chunks
-from mmops.signatures import (
+from mmops.diagnose.logread import LogLine, Source, decode, open_inputs, parse_line, read_chunks
+from mmops.diagnose.table import (
     LineMatch,
     Signature,
     match_text,
@@ -38,6 +37,7 @@ from mmops.signatures import (
     render_fix,
     resolve_remedy,
 )
+from mmops.errors import MmopsError
 
 VERDICTS = ("started", "requested-stop", "crash", "running-errors", "unknown")
 EXIT_CODES = {"started": 0, "requested-stop": 0, "crash": 3, "running-errors": 3, "unknown": 3}

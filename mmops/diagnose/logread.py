@@ -3,7 +3,7 @@
 Two levels, both streaming:
 
 - ``open_inputs`` + ``read_chunks`` hand out large byte chunks that end on line boundaries, for
-  scanners that must go at disk speed (``mmops.diagnose``); ``iter_lines`` gives numbered,
+  scanners that must go at disk speed (``mmops.diagnose.scan``); ``iter_lines`` gives numbered,
   decoded lines for everything else.
 - ``parse_line`` / ``normalize`` take one raw line and peel off what real logs put in front of
   the message: ANSI colours (also the bare ``[36m`` left when a paste lost the escape byte),

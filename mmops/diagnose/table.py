@@ -1,11 +1,11 @@
 """Known failures as data: the one table that serve, logs --errors, diagnose and the TUI read.
 
-The table itself is ``mmops/data/signatures.yaml`` (its header documents the fields); this module
+The table itself is ``mmops/diagnose/signatures.yaml`` (its header documents the fields); this module
 loads and validates it, matches single lines against it and renders fixes and remedies with the
-numbers a log gave. Ranking a whole log into cause and consequences lives in ``mmops.diagnose``.
+numbers a log gave. Ranking a whole log into cause and consequences lives in ``mmops.diagnose.scan``.
 
 Normalisation: ``match_line`` takes a RAW log line and strips ANSI colours and known prefixes
-itself (``mmops.logread.normalize``), so callers never need to. Callers that already hold the
+itself (``mmops.diagnose.logread.normalize``), so callers never need to. Callers that already hold the
 normalised message (the diagnose scanner) use ``match_text`` and skip that work.
 """
 
@@ -22,7 +22,7 @@ from typing import Literal
 
 import yaml
 
-from mmops.logread import normalize
+from mmops.diagnose.logread import normalize
 
 try:  # the regex parser, to find each pattern's required literal for the scanner's pre-filter
     from re import _constants as _sre_c  # type: ignore[attr-defined]
@@ -245,7 +245,7 @@ def _parse(raw: dict) -> Signature:
 @cache
 def load_signatures() -> tuple[Signature, ...]:
     """The packaged signature table, parsed once (table order is priority)."""
-    text = resources.files("mmops.data").joinpath("signatures.yaml").read_text("utf-8")
+    text = resources.files("mmops.diagnose").joinpath("signatures.yaml").read_text("utf-8")
     sigs = tuple(_parse(entry) for entry in yaml.safe_load(text)["signatures"])
     ids = [s.id for s in sigs]
     dupes = {i for i in ids if ids.count(i) > 1}

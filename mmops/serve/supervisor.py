@@ -5,7 +5,7 @@ Every transition is an Event (time, state, attempt, reason, fields) handed to th
 to an ``on_event`` callback and to any ``events()`` subscriber; the class prints nothing, so the
 CLI and the TUI render the same stream.
 
-- The child runs under the reaper of ``mmops.proc`` in its own process group: a stop signals
+- The child runs under the reaper of ``mmops.serve.reaper`` in its own process group: a stop signals
   the group (SIGINT, then SIGTERM, then SIGKILL to the group and every descendant), and no vLLM
   process survives mmops, even a SIGKILLed one.
 - Output is read in chunks off the event loop's pipe, written to ``attempt-N.log`` as complete
@@ -43,13 +43,14 @@ from typing import Any
 import httpx
 import psutil
 
-from mmops import proc as procmod
-from mmops import redact, remedy
+from mmops import redact
+from mmops.diagnose.table import Signature, load_signatures, render_fix
 from mmops.errors import MmopsError
-from mmops.launch import LaunchSpec
-from mmops.plan import Plan, build_plan
-from mmops.runs import Run, iso_time
-from mmops.signatures import Signature, load_signatures, render_fix
+from mmops.launch.plan import Plan, build_plan
+from mmops.launch.spec import LaunchSpec
+from mmops.serve import reaper as procmod
+from mmops.serve import remedy
+from mmops.serve.runs import Run, iso_time
 
 
 class State(str, Enum):
@@ -136,11 +137,11 @@ def classify_attempt(
     """Classify an attempt's log: THE one place the supervisor asks why an attempt failed.
 
     ``lines`` are the attempt's last lines (numbered from ``first_line_no``), up to the moment
-    mmops began stopping it. ``mmops.diagnose`` ranks them: the root cause over its
+    mmops began stopping it. ``mmops.diagnose.scan`` ranks them: the root cause over its
     consequences (EngineDeadError, dead workers), which stand in only when nothing better shows.
     """
-    from mmops.diagnose import diagnose_sources
-    from mmops.logread import Source
+    from mmops.diagnose.logread import Source
+    from mmops.diagnose.scan import diagnose_sources
 
     if not lines:
         return None
@@ -778,7 +779,7 @@ def _default_suite_probe(spec: LaunchSpec) -> SuiteProbe | None:
         from dataclasses import replace
 
         from mmops.probe import run_suite_async
-        from mmops.suite import load_suite
+        from mmops.probe.suite import load_suite
 
         suite = load_suite(suite_name)
         first = replace(suite, cases=suite.cases[:1])

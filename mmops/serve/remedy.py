@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from mmops import vllm_flags
+from mmops.diagnose.table import Remedy, Signature, merge_alloc_conf, resolve_remedy
 from mmops.errors import MmopsError
-from mmops.launch import LaunchSpec
-from mmops.signatures import Remedy, Signature, merge_alloc_conf, resolve_remedy
+from mmops.launch import flags as vllm_flags
+from mmops.launch.spec import LaunchSpec
 
 
 @dataclass(frozen=True)

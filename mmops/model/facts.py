@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mmops.safetensors_header import HeaderError, ShardInfo, read_header
+from mmops.model.safetensors import HeaderError, ShardInfo, read_header
 
 # vLLM's candidate length keys, smallest present wins (vllm/config/model.py,
 # _get_and_verify_max_len; same list in 0.7.2 and 0.33).

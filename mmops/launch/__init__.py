@@ -1,0 +1,1 @@
+"""What to run: vLLM flags, profiles, the launch spec, the plan (argv + env) and the preflight."""

@@ -1,0 +1,1 @@
+"""What is served: model directory facts, safetensors headers, memory estimates."""
