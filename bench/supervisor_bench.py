@@ -51,7 +51,7 @@ def decision_latency(tmp: Path, exits: int) -> dict:
 
     final = asyncio.run(go())
     exit_times = [r["t"] for r in records(rec, "exit")]
-    decisions = [e.time for e in sup.events if e.state in (State.BACKOFF, State.FAILED)]
+    decisions = [e.time for e in sup.transitions if e.state in (State.BACKOFF, State.FAILED)]
     lat_ms = [(d - x) * 1000 for x, d in zip(exit_times, decisions, strict=True)]
     return {
         "attempts": len(lat_ms),
@@ -99,7 +99,7 @@ def ingest(tmp: Path, n: int) -> dict:
         "nothing_dropped": in_order,
         "lines_per_s": round(n / span) if span > 0 else None,
         "log_mib": round(run.attempt_log(1).stat().st_size / 2**20, 1),
-        "decision_after_exit_ms": round((sup.events[-1].time - exit_t) * 1000, 1),
+        "decision_after_exit_ms": round((sup.transitions[-1].time - exit_t) * 1000, 1),
         "max_loop_stall_ms": round(max(lags) * 1000, 1) if lags else None,
         "wall_s": round(total_s, 2),
     }

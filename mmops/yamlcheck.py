@@ -6,7 +6,7 @@ only then build plain Python values. Errors carry ``file:line`` and the dotted k
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,14 @@ class Located:
     def line(self) -> int:
         return (self.key_node or self.node).start_mark.line + 1
 
-    def error(self, message: str, cls: type[MmopsError] = MmopsError) -> MmopsError:
-        where = f"{self.file}:{self.line}"
+    @property
+    def where(self) -> str:
+        """``file:line: key 'a.b'`` (``file:line`` at the top), the head of every message."""
         key = f" key '{self.path}'" if self.path else ""
-        return cls(f"{where}:{key} {message}")
+        return f"{self.file}:{self.line}:{key}"
+
+    def error(self, message: str, cls: type[MmopsError] = MmopsError) -> MmopsError:
+        return cls(f"{self.where} {message}")
 
 
 def compose_file(path: Path, cls: type[MmopsError] = MmopsError) -> Located:
@@ -45,16 +49,21 @@ def compose_file(path: Path, cls: type[MmopsError] = MmopsError) -> Located:
         raise cls(f"{path}: is a directory, expected a YAML file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise cls(f"{path}: cannot read: {exc}") from None
+    return compose_text(text, path, cls)
+
+
+def compose_text(text: str, source: Path, cls: type[MmopsError] = MmopsError) -> Located:
+    """Parse YAML already read (a packaged resource); ``source`` names it in errors."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise cls(f"{path}{line}: YAML syntax error: {problem}") from None
+        raise cls(f"{source}{line}: YAML syntax error: {problem}") from None
     if node is None:
-        raise cls(f"{path}: empty file, expected a YAML mapping")
-    return Located(node, "", path)
+        raise cls(f"{source}: empty file, expected a YAML mapping")
+    return Located(node, "", source)
 
 
 def to_python(loc: Located) -> Any:
@@ -66,15 +75,41 @@ def to_python(loc: Located) -> Any:
         loader.dispose()
 
 
-def mapping_items(loc: Located, cls: type[MmopsError] = MmopsError) -> list[tuple[str, Located]]:
+def mapping_items(
+    loc: Located, cls: type[MmopsError] = MmopsError, allowed: Sequence[str] | None = None
+) -> list[tuple[str, Located]]:
+    """The entries of a mapping, in file order. A key given twice is an error (YAML would keep
+    the last silently), and so is a key not in ``allowed`` when that is given. A key left
+    empty (``defaults:`` with nothing under it) is an empty mapping."""
+    if is_null(loc):
+        return []
     if not isinstance(loc.node, yaml.MappingNode):
         raise loc.error(f"expected a mapping, got {_kind(loc.node)}", cls)
-    items = []
+    items: list[tuple[str, Located]] = []
+    seen: dict[str, Located] = {}
     for knode, vnode in loc.node.value:
         key = str(knode.value)
         path = f"{loc.path}.{key}" if loc.path else key
-        items.append((key, Located(vnode, path, loc.file, knode)))
+        item = Located(vnode, path, loc.file, knode)
+        if allowed is not None and key not in allowed:
+            raise item.error(f"unknown key; valid keys: {', '.join(allowed)}", cls)
+        if key in seen:
+            raise item.error(f"is given twice (first at line {seen[key].line})", cls)
+        seen[key] = item
+        items.append((key, item))
     return items
+
+
+def mapping(
+    loc: Located, cls: type[MmopsError] = MmopsError, allowed: Sequence[str] | None = None
+) -> dict[str, Located]:
+    """``mapping_items`` as a dict, for looking keys up."""
+    return dict(mapping_items(loc, cls, allowed))
+
+
+def is_null(loc: Located) -> bool:
+    """True for an empty value or ``null`` / ``~``."""
+    return isinstance(loc.node, yaml.ScalarNode) and loc.node.tag == "tag:yaml.org,2002:null"
 
 
 def sequence_items(loc: Located, cls: type[MmopsError] = MmopsError) -> list[Located]:
@@ -84,6 +119,8 @@ def sequence_items(loc: Located, cls: type[MmopsError] = MmopsError) -> list[Loc
 
 
 def _kind(node: yaml.Node) -> str:
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+        return "nothing"
     if isinstance(node, yaml.MappingNode):
         return "a mapping"
     if isinstance(node, yaml.SequenceNode):
@@ -104,9 +141,14 @@ def scalar(loc: Located, types: tuple[type, ...], cls: type[MmopsError] = MmopsE
     return value
 
 
+def choice(loc: Located, choices: Sequence[str], cls: type[MmopsError] = MmopsError) -> str:
+    """The node's string if it is one of ``choices``."""
+    value = scalar(loc, (str,), cls)
+    if value not in choices:
+        raise loc.error(f"must be one of {', '.join(choices)}; got {value!r}", cls)
+    return value
+
+
 def _names(types: tuple[type, ...]) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true/false"}
     return " or ".join(names.get(t, t.__name__) for t in types)
-
-
-Validator = Callable[[Located], Any]

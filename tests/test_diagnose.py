@@ -20,7 +20,8 @@ import pytest
 
 from mmops import cli
 from mmops.diagnose import logread
-from mmops.diagnose.scan import MAX_EVIDENCE, diagnose, error_lines
+from mmops.diagnose.scan import MAX_EVIDENCE, diagnose, diagnose_lines, error_lines
+from mmops.errors import MmopsError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -382,3 +383,40 @@ def test_virtual_memory_fix_keeps_keys_from_a_pasted_launch_script(tmp_path):
     assert inc.cause.id == "npu.virtual_memory"
     merged = "PYTORCH_NPU_ALLOC_CONF=max_split_size_mb:256,expandable_segments:False"
     assert merged in inc.cause.fix and merged in inc.cause.auto_remedy
+
+
+# ----------------------------------------------------------------------------- lines in memory
+
+REAL_CPU_LOGS = sorted(p.name for p in REAL_CPU.glob("*.log"))
+CORPUS = ROOT / "tests" / "fixtures" / "logs" / "corpus"
+
+
+@pytest.mark.parametrize("name", REAL_CPU_LOGS)
+def test_diagnose_lines_equals_the_file_on_real_cpu_logs(name):
+    path = REAL_CPU / name
+    from_file = diagnose([str(path)])
+    text = path.read_bytes().decode("utf-8")  # CRs kept: these logs have them
+    # The file's own lines (split on newlines only): the same incident, facts and numbers.
+    lines = text.split("\n")[:-1]
+    assert diagnose_lines(lines, label=str(path)).to_json() == from_file.to_json()
+    # As the supervisor keeps its tail (str.splitlines also splits on CR): same verdict, cause.
+    tail = diagnose_lines(text.splitlines())
+    assert tail.verdict == from_file.verdict
+    assert [f.id for f in tail.findings] == [f.id for f in from_file.findings]
+
+
+def test_diagnose_lines_on_corpus_logs():
+    for path in sorted(CORPUS.glob("*.log"))[::5]:
+        lines = path.read_bytes().decode("utf-8", "replace").split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        assert diagnose_lines(lines, str(path)).to_json() == diagnose([str(path)]).to_json()
+
+
+def test_diagnose_lines_numbers_from_one_and_refuses_nothing():
+    inc = diagnose_lines([*STARTUP, NPU_OOM, ENGINE_DEAD])
+    assert inc.verdict == "crash" and inc.cause.id == "device.oom.npu"
+    assert inc.cause.evidence[0] == ("attempt.log", 4, NPU_OOM)
+    assert inc.facts["files"] == ["attempt.log"] and inc.facts["lines"] == 5
+    with pytest.raises(MmopsError, match="attempt-3.log: empty, nothing to diagnose"):
+        diagnose_lines([], label="attempt-3.log")

@@ -255,3 +255,33 @@ def test_unreadable_file(tmp_path):
     f.chmod(0)
     with pytest.raises(MmopsError, match="not readable"):
         open_inputs([str(f)])
+
+
+# ----------------------------------------------------------------------------- lines in memory
+
+
+def test_memory_lines_read_like_the_file_holding_them(tmp_path):
+    # Multibyte text, a CR left on a line, an empty line, a tqdm bar that starts with CR.
+    lines = [f"{i:05d} caf\u00e9 \u2588" + "x" * (i % 53) for i in range(2000)]
+    lines[10] = "ends with a carriage return\r"
+    lines[11] = ""
+    lines[12] = "\rLoading safetensors checkpoint shards: 100% Completed | 1/1"
+    on_disk = _write(tmp_path / "same.log", ("\n".join(lines) + "\n").encode("utf-8"))
+    mem = Source.from_lines("attempt.log", lines)
+    chunks = list(read_chunks(mem, chunk_bytes=4096))
+    assert len(chunks) > 10 and all(c.endswith(b"\n") for c in chunks)
+    assert b"".join(chunks) == b"".join(read_chunks(on_disk, chunk_bytes=4096))
+    assert list(iter_lines(mem)) == list(iter_lines(on_disk))
+    assert mem.label == "attempt.log" and mem.path is None
+
+
+def test_memory_lines_stay_one_line_each_and_bad_input_is_refused(monkeypatch):
+    # An element holding a newline must not shift the numbers of the lines after it.
+    src = Source.from_lines("m", ["one", "two\nstill two", "three"])
+    assert list(iter_lines(src)) == [(1, "one"), (2, "two still two"), (3, "three")]
+    assert list(read_chunks(Source.from_lines("m", []))) == []
+    monkeypatch.setattr(logread, "MAX_LINE_BYTES", 1000)
+    got = b"".join(read_chunks(Source.from_lines("m", ["a", "y" * 50_000, "b"]), 4096))
+    assert got.splitlines() == [b"a", b"y" * 1000, b"b"]
+    with pytest.raises(MmopsError, match="m: binary data"):
+        list(read_chunks(Source.from_lines("m", ["\x00\x01\x02\x03" * 100])))

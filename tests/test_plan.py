@@ -15,7 +15,6 @@ from mmops.launch.plan import (
     Installed,
     build_plan,
     installed_vllm,
-    parse_version,
     render,
     translate_flags,
 )
@@ -49,18 +48,24 @@ def fake_venv(tmp_path: Path, dist: str | None, version: str | None, console_scr
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("version", "module_form"),
     [
-        ("0.7.2", (0, 7, 2)),
-        ("0.10.1.post1", (0, 10, 1)),
-        ("0.14.0rc1", (0, 14, 0)),
-        ("0.32.0+cpu", (0, 32, 0)),
-        ("", None),
-        (None, None),
+        ("0.10.1.post1", False),
+        ("0.14.0rc1", False),  # a pre-release plans as its release
+        ("0.32.0+cpu", False),
+        ("0.4.3", True),
     ],
 )
-def test_parse_version(text, expected):
-    assert parse_version(text) == expected
+def test_plan_reads_the_release_of_any_version_string(version, module_form):
+    plan = build_plan(spec(), vllm_version=version, parent_env={})
+    assert (plan.argv[1:3] == ["-m", "vllm.entrypoints.openai.api_server"]) is module_form
+
+
+def test_pre_release_has_the_flags_of_its_release():
+    # 0.10.1rc1 already spells request logging the 0.10.1 way.
+    s = spec(args={"disable-log-requests": True})
+    plan = build_plan(s, vllm_version="0.10.1rc1", parent_env={})
+    assert "--disable-log-requests" not in plan.argv
 
 
 def test_new_vllm_uses_vllm_serve_through_the_chosen_python():

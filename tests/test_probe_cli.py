@@ -81,6 +81,7 @@ def test_bad_input_exits_2_with_one_line():
     cases = [
         (["--url", "127.0.0.1:8000"], "--url 127.0.0.1:8000: must start with http:// or https://"),
         (["--url", "http://x", "--top-p", "2"], "--top-p 2.0: must be in (0, 1]"),
+        (["--url", "http://x", "--top-k", "0"], "--top-k 0: must be -1 (off) or an integer >= 1"),
         (["--url", "http://x", "--concurrency", "0"], "--concurrency 0: must be >= 1"),
         (["--url", "http://x", "--suite", "nope"], "--suite nope: no suite of that name"),
         (["--url", "http://x", "--suite", "smoke", "--text", "x"], "--suite cannot be combined"),

@@ -68,3 +68,9 @@ def test_distribution_uses_population_std_like_numpy():
     assert d.std == pytest.approx(1.118033988749895)  # np.std([1,2,3,4])
     assert d.median == 2.5 and d.p(50) == 2.5
     assert Distribution.of([]) is None
+
+
+@pytest.mark.parametrize("values", [[0.3], [0.1, 0.7], [0.5, 0.1, 0.9], [0.1, 0.2, 0.25, 0.9]])
+def test_median_is_the_50th_percentile_of_the_one_rule(values):
+    d = Distribution.of(values)
+    assert d.median == d.p(50) == percentile(values, 50)

@@ -82,3 +82,28 @@ def test_env_expansion(tmp_path, monkeypatch):
     prof = load_profile(p)
     assert prof.model == "/data/m/X"
     assert prof.env == {"A": "1", "B": "true"}
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (
+            "model: /m\nserve:\n  max-model-len: lots\n",
+            ":3: key 'serve.max-model-len': --max-model-len",
+        ),
+        ("model: /m\ndevice:\n  count: 1\n  kind: tpu\n", ":4: key 'device.kind' must be one of"),
+        ("model: /m\ndevice: {colour: red}\n", ":2: key 'device.colour' unknown key; valid keys"),
+        ("readiness:\n  interval_s: -1\n", ":2: key 'readiness.interval_s' must not be negative"),
+        ("model: /m\nmodel: /n\n", ":2: key 'model' is given twice (first at line 1)"),
+        ("env: [A, B]\n", ":1: key 'env' expected a mapping, got a list"),
+        ("model: /m\nserve:\n", None),  # an empty section is an empty mapping
+    ],
+)
+def test_errors_name_file_line_and_key(tmp_path, text, where):
+    p = write(tmp_path, text)
+    if where is None:
+        assert load_profile(p).serve == {}
+        return
+    with pytest.raises(ProfileError) as e:
+        load_profile(p)
+    assert str(e.value).startswith(f"{p}{where}"), str(e.value)

@@ -9,6 +9,7 @@ import pytest
 
 from mmops.errors import UsageError
 from mmops.serve import runs
+from mmops.serve.replay import read_events
 
 
 def test_state_root_xdg_and_override(tmp_path, monkeypatch):
@@ -43,7 +44,7 @@ def test_events_append_and_a_torn_last_line_is_skipped(tmp_path):
     run.append_event({"time": "t2", "state": "READY", "attempt": 1, "reason": "ready"})
     with run.events_path.open("a") as fh:  # mmops SIGKILLed mid-write
         fh.write('{"time": "t3", "state": "BACK')
-    assert [e["state"] for e in runs.read_events(run.path)] == ["STARTING", "READY"]
+    assert [e["state"] for e in read_events(run.path)] == ["STARTING", "READY"]
 
 
 def test_attempt_log_is_append_only(tmp_path):

@@ -19,7 +19,6 @@ from mmops.diagnose.table import (
     load_signatures,
     match_line,
     match_text,
-    merge_alloc_conf,
     prefilter_requirements,
     render_fix,
     required_literals,
@@ -317,11 +316,6 @@ def test_virtual_memory_remedy_keeps_other_keys():
     assert sig.retryable
     fix = render_fix(sig, {}, {"npu_alloc_conf": "max_split_size_mb:256,expandable_segments:True"})
     assert "PYTORCH_NPU_ALLOC_CONF=max_split_size_mb:256,expandable_segments:False" in fix
-    assert merge_alloc_conf(None, "expandable_segments:False") == "expandable_segments:False"
-    assert (
-        merge_alloc_conf("garbage_collection_threshold:0.6", "expandable_segments:False")
-        == "garbage_collection_threshold:0.6,expandable_segments:False"
-    )
 
 
 def test_config_errors_are_not_retried_and_graph_has_no_silent_enforce_eager():

@@ -1,4 +1,4 @@
-"""mmops.probe.suite: shipped suites load; a bad suite is one line naming file, case and key."""
+"""mmops.probe.suite: shipped suites load; a bad suite is one line naming file, line and key."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from mmops.errors import SuiteError
-from mmops.probe.suite import REPO_CHECKS, available_suites, load_suite, resolve_suite
+from mmops.probe.request import Sampling
+from mmops.probe.suite import (
+    REPO_CHECKS,
+    Expect,
+    available_suites,
+    load_suite,
+    resolve_suite,
+)
 
 SHIPPED = ["smoke", "tiny-cpu", "qwen2.5-vl", "internvl2.5"]
 
@@ -66,94 +73,145 @@ CASE = "cases:\n  - name: c1\n    modality: text\n    prompt: hi\n"
 C1 = "cases:\n  - name: c1\n"
 TURNS = C1 + "    modality: multi-turn\n    turns:\n"
 
+# (file text, the line the error names, the rest of the message after "key '...'" or the line).
 BAD = [
-    ("[1, 2", "not valid YAML: expected ',' or ']', but got '<stream end>' at line 1"),
-    ("- 1\n", "must be a mapping with a 'cases' list"),
-    ("cases: []\n", "key 'cases': must be a non-empty list of cases"),
-    (CASE + "extra: 1\n", "key 'extra': unknown key (allowed: name, description, defaults, "),
-    (CASE + "    colour: red\n", "case 'c1': key 'colour': unknown key (allowed: name, modality"),
-    ("cases:\n  - modality: text\n    prompt: hi\n", "case '#1': key 'name': must be a word"),
+    ("[1, 2", 1, "YAML syntax error: expected ',' or ']', but got '<stream end>'"),
+    ("- 1\n", 1, "expected a mapping, got a list"),
+    ("cases: []\n", 1, "key 'cases' must be a non-empty list of cases"),
+    ("name: x\n", 1, "needs a non-empty 'cases' list"),
+    (CASE + "extra: 1\n", 5, "key 'extra' unknown key; valid keys: name, description, defaults, "),
+    (
+        CASE + "    colour: red\n",
+        5,
+        "key 'cases[0].colour' unknown key; valid keys: name, modality",
+    ),
+    (CASE + "    name: c2\n", 5, "key 'cases[0].name' is given twice (first at line 2)"),
+    ("cases:\n  - modality: text\n    prompt: hi\n", 2, "key 'cases[0]' has no 'name'"),
     (
         C1 + "    modality: audio\n    prompt: hi\n",
-        "case 'c1': key 'modality': must be one of text, image, multi-image, video, multi-turn, "
+        3,
+        "key 'cases[0].modality' must be one of text, image, multi-image, video, multi-turn; "
         "got 'audio'",
     ),
     (
         C1 + "    modality: image\n    prompt: hi\n",
-        "case 'c1': key 'modality': says 'image' but the case's content makes it 'text'",
+        3,
+        "key 'cases[0].modality' says 'image' but the case's content makes it 'text'",
     ),
     (
         C1 + "    modality: image\n    images: [media/missing.png]\n",
-        "case 'c1': key 'images[0]': media/missing.png: no such file (paths are relative to the "
+        4,
+        "key 'cases[0].images[0]' media/missing.png: no such file (paths are relative to the "
         "suite file)",
     ),
     (
         C1 + "    modality: image\n    images: [media/a.png]\n    video: media/a.png\n",
-        "case 'c1': key 'modality': says 'image' but the case's content makes it 'video'",
+        3,
+        "key 'cases[0].modality' says 'image' but the case's content makes it 'video'",
     ),
     (
         CASE + "    sampling: {max_tokens: many}\n",
-        "case 'c1': key 'sampling.max_tokens': must be an integer, got 'many'",
+        5,
+        "key 'cases[0].sampling.max_tokens' must be an integer, got 'many'",
     ),
-    (CASE + "    sampling: {top_p: 1.5}\n", "key 'sampling.top_p': must be in (0, 1], got 1.5"),
+    (
+        CASE + "    sampling: {top_p: 1.5}\n",
+        5,
+        "key 'cases[0].sampling.top_p' must be in (0, 1], got 1.5",
+    ),
+    (
+        CASE + "    sampling: {top_k: 0}\n",
+        5,
+        "key 'cases[0].sampling.top_k' must be -1 (off) or an integer >= 1, got 0",
+    ),
     (
         CASE + "    sampling: {stop_token_ids: [1, x]}\n",
-        "key 'sampling.stop_token_ids': must be a list of integers",
+        5,
+        "key 'cases[0].sampling.stop_token_ids' must be a list of integers",
     ),
     (
         CASE + "    sampling: {seed: 1}\n",
-        "key 'sampling.seed': unknown key (allowed: max_tokens, temperature",
+        5,
+        "key 'cases[0].sampling.seed' unknown key; valid keys: max_tokens, temperature",
+    ),
+    (
+        "defaults:\n  sampling:\n    temperature: -1\n" + CASE,
+        3,
+        "key 'defaults.sampling.temperature' must be >= 0, got -1",
     ),
     (
         CASE + "    expect: {status: 9000}\n",
-        "case 'c1': key 'expect.status': must be an HTTP status code, got 9000",
+        5,
+        "key 'cases[0].expect.status' must be an HTTP status code, got 9000",
     ),
     (
         CASE + "    expect: {regex: '(unclosed'}\n",
-        "key 'expect.regex': is not a valid regular expression",
+        5,
+        "key 'cases[0].expect.regex' is not a valid regular expression",
     ),
     (
         CASE + "    expect: {min_prompt_tokens: -1}\n",
-        "key 'expect.min_prompt_tokens': must be an integer >= 0, got -1",
+        5,
+        "key 'cases[0].expect.min_prompt_tokens' must be an integer >= 0, got -1",
     ),
-    (CASE + "    expect: {max_ttft_s: 1}\n", "key 'expect.max_ttft_s': needs 'stream: true'"),
     (
-        CASE + "    expect: {prompt_tokens_over: {case: later}}\n",
-        "case 'c1': key 'expect.prompt_tokens_over.case': 'later' is not an earlier case",
+        CASE + "    expect: {max_ttft_s: 1}\n",
+        5,
+        "key 'cases[0].expect.max_ttft_s' needs 'stream: true'",
+    ),
+    (
+        "defaults:\n  expect:\n    max_ttft_s: 1\n" + CASE,
+        3,
+        "key 'defaults.expect.max_ttft_s' needs 'stream: true'",
+    ),
+    (
+        CASE + "    expect:\n      prompt_tokens_over: {case: later}\n",
+        6,
+        "key 'cases[0].expect.prompt_tokens_over.case' 'later' is not an earlier case",
     ),
     (
         CASE + "  - name: c1\n    modality: text\n    prompt: again\n",
-        "case 'c1': key 'name': is used by an earlier case; names must be unique",
+        5,
+        "key 'cases[1].name' is used by an earlier case; names must be unique",
     ),
     (
         C1 + "    modality: multi-turn\n    prompt: hi\n    turns: [{text: a}]\n",
-        "case 'c1': key 'prompt': cannot be combined with 'turns'",
+        4,
+        "key 'cases[0].prompt' cannot be combined with 'turns'",
     ),
     (
         TURNS + "      - {text: a}\n      - {role: assistant, text: b}\n",
-        "case 'c1': key 'turns[1].role': the last turn must be the user's",
+        6,
+        "key 'cases[0].turns[1].role' the last turn must be the user's",
     ),
     (
         TURNS + "      - {role: robot, text: a}\n",
-        "case 'c1': key 'turns[0].role': must be one of user, assistant, system, got 'robot'",
+        5,
+        "key 'cases[0].turns[0].role' must be one of user, assistant, system; got 'robot'",
     ),
-    (C1 + "    modality: text\n", "case 'c1': key 'prompt': the request is empty"),
+    (C1 + "    modality: text\n", 2, "key 'cases[0]' the request is empty"),
     (
         "defaults: {stream: maybe}\n" + CASE,
-        "case 'c1': key 'stream': must be true or false, got 'maybe'",
+        1,
+        "key 'defaults.stream' expected true/false, got 'maybe'",
     ),
 ]
 
 
-@pytest.mark.parametrize(("text", "message"), BAD)
-def test_bad_suites_name_file_case_and_key(tmp_path, text, message):
+@pytest.mark.parametrize(("text", "line", "message"), BAD)
+def test_bad_suites_name_file_line_and_key(tmp_path, text, line, message):
     path = write(tmp_path, text)
     with pytest.raises(SuiteError) as err:
         load_suite(path)
-    line = str(err.value)
-    assert "\n" not in line
-    assert line.startswith(f"{path}: ")
-    assert message in line, line
+    got = str(err.value)
+    assert "\n" not in got
+    assert got.startswith(f"{path}:{line}: {message}"), got
+
+
+def test_empty_sections_are_allowed(tmp_path):
+    path = write(tmp_path, "defaults:\n" + CASE + "    sampling:\n    expect:\n")
+    case = load_suite(path).case("c1")
+    assert case.sampling == Sampling() and case.expect == Expect()
 
 
 def test_defaults_merge_and_case_overrides(tmp_path):

@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).parent / "fakes"))
 
 from fakesupport import fake_planner, fake_spec, records, tree, wait_gone  # noqa: E402
 
-from mmops.serve.runs import Run, read_events  # noqa: E402
+from mmops.serve.replay import read_events  # noqa: E402
+from mmops.serve.runs import Run  # noqa: E402
 from mmops.serve.supervisor import Options, State, Supervisor  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
@@ -32,7 +33,7 @@ def make(spec, tmp_path: Path, **kw) -> Supervisor:
 
 
 def states(sup: Supervisor) -> list[tuple[int, str]]:
-    return [(e.attempt, e.state.value) for e in sup.events]
+    return [(e.attempt, e.state.value) for e in sup.transitions]
 
 
 async def _until_ready_then_stop(sup: Supervisor) -> State:
@@ -77,20 +78,20 @@ def test_virtual_memory_failure_then_ready_with_expandable_segments_false(tmp_pa
         (2, "STOPPING"),
         (2, "STOPPED"),
     ]
-    backoff = sup.events[1]
+    backoff = sup.transitions[1]
     assert backoff.fields["cause"]["id"] == "npu.virtual_memory"
     assert (
         backoff.fields["change"]["change"]
         == "PYTORCH_NPU_ALLOC_CONF=max_split_size_mb:256,expandable_segments:False"
     )
-    ready = sup.events[3]
+    ready = sup.transitions[3]
     assert ready.fields["fixed_by"][0]["signature"] == "npu.virtual_memory"
     assert "expandable_segments:False" in ready.reason
     assert [c.describe() for c in sup.fixed_by] == [
         "PYTORCH_NPU_ALLOC_CONF=max_split_size_mb:256,expandable_segments:False"
     ]
     # The record says the same, and attempt 1's log holds the real failure line.
-    logged = read_events(sup.run.path)
+    logged = [e for e in read_events(sup.run.path) if "state" in e]
     assert [e["state"] for e in logged] == [s for _, s in states(sup)]
     assert logged[2]["env"]["PYTORCH_NPU_ALLOC_CONF"].endswith("expandable_segments:False")
     log1 = (sup.run.path / "attempt-1.log").read_text()
@@ -107,7 +108,7 @@ def test_a_remedy_that_does_not_help_is_not_retried_blindly(tmp_path):
 
     assert run_to_end(sup) == State.FAILED
     assert [s["alloc"] for s in records(rec, "start")] == [None, "expandable_segments:False"]
-    assert "the automatic fix did not help" in sup.events[-1].reason
+    assert "the automatic fix did not help" in sup.transitions[-1].reason
     assert sup.fixed_by == []
 
 
@@ -118,9 +119,9 @@ def test_crash_loop_ends_failed_after_max_attempts(tmp_path):
     assert run_to_end(sup) == State.FAILED
     assert len(records(rec, "start")) == 3
     assert [s for _, s in states(sup)] == ["STARTING", "BACKOFF"] * 2 + ["STARTING", "FAILED"]
-    delays = [e.fields["delay_s"] for e in sup.events if e.state == State.BACKOFF]
+    delays = [e.fields["delay_s"] for e in sup.transitions if e.state == State.BACKOFF]
     assert delays == [0.05, 0.1]  # exponential, no jitter in this policy
-    failed = sup.events[-1]
+    failed = sup.transitions[-1]
     assert "gave up after 3 failed attempts" in failed.reason
     assert failed.fields["cause"]["id"] == "dist.hccl"
     assert failed.fields["fix"]
@@ -132,7 +133,7 @@ def test_config_error_fails_at_once_with_the_fix(tmp_path):
 
     assert run_to_end(sup) == State.FAILED
     assert len(records(rec, "start")) == 1  # no blind retry of a config error
-    failed = sup.events[-1]
+    failed = sup.transitions[-1]
     assert failed.fields["cause"]["id"] == "config.max_len_above_derived"
     assert failed.fields["cause"]["line_no"] is not None
     assert "4096" in failed.fields["fix"]
@@ -144,7 +145,7 @@ def test_kv_cache_too_small_retries_with_vllms_estimate(tmp_path):
     sup = make(fake_spec(rec, "kv", args={"max-model-len": 131072}), tmp_path)
     assert asyncio.run(_until_ready_then_stop(sup)) == State.READY
     assert [s["max_model_len"] for s in records(rec, "start")] == [131072, 5632]
-    assert sup.events[1].fields["change"]["change"] == "--max-model-len 5632"
+    assert sup.transitions[1].fields["change"]["change"] == "--max-model-len 5632"
     assert sup.spec.max_model_len == 5632
 
 
@@ -171,7 +172,7 @@ def test_engine_dead_behind_live_api_is_unhealthy_and_restarted(tmp_path):
     assert api_alive == [200]
     seq = [s for _, s in states(sup)]
     assert seq[:6] == ["STARTING", "READY", "UNHEALTHY", "BACKOFF", "STARTING", "READY"]
-    unhealthy = next(e for e in sup.events if e.state == State.UNHEALTHY)
+    unhealthy = next(e for e in sup.transitions if e.state == State.UNHEALTHY)
     assert "EngineDeadError" in unhealthy.reason
     assert len(records(rec, "start")) == 2
 
@@ -194,7 +195,7 @@ def test_engine_process_dying_silently_is_caught_by_the_tree_watch(tmp_path):
         return await sup.stop()
 
     assert asyncio.run(go()) == State.STOPPED
-    unhealthy = next(e for e in sup.events if e.state == State.UNHEALTHY)
+    unhealthy = next(e for e in sup.transitions if e.state == State.UNHEALTHY)
     died = records(rec, "engine")[0]["engine_pid"]
     assert f"engine process {died}" in unhealthy.reason
     assert len(records(rec, "start")) == 2
@@ -213,7 +214,7 @@ def test_requested_stop_is_not_a_crash(tmp_path):
 
     assert asyncio.run(go()) == State.STOPPED
     assert [s for _, s in states(sup)] == ["STARTING", "READY", "STOPPING", "STOPPED"]
-    stopped = sup.events[-1]
+    stopped = sup.transitions[-1]
     assert stopped.fields["crash"] is False and stopped.reason == "requested stop"
     assert sup.cause is None
     # vLLM logs EngineDeadError while stopping; it is recorded, and ignored.
@@ -238,7 +239,7 @@ def test_stop_escalates_to_sigterm_then_sigkill_on_the_whole_group(tmp_path):
         return await sup.stop()
 
     assert asyncio.run(go()) == State.STOPPED
-    signals = [e.fields.get("signal") for e in sup.events if e.state == State.STOPPING]
+    signals = [e.fields.get("signal") for e in sup.transitions if e.state == State.STOPPING]
     assert signals == ["SIGINT", "SIGTERM", "SIGKILL"]
     assert len(procs) == 3
     assert wait_gone(procs, 5) == []  # the setsid'd engine too
@@ -257,7 +258,7 @@ def test_port_in_use_is_classified_with_the_port_holder_fix(tmp_path):
             return await sup.wait()
 
         assert asyncio.run(go()) == State.FAILED
-    cause = sup.events[-1].fields["cause"]
+    cause = sup.transitions[-1].fields["cause"]
     assert cause["id"] == "host.port_in_use"
     assert "Address already in use" in cause["line"]  # Python's own OSError text
     assert len(records(rec, "start")) == 2
@@ -268,7 +269,7 @@ def test_readiness_timeout_counts_as_a_failed_attempt(tmp_path):
     sup = make(fake_spec(rec, "hang", max_attempts=1, ready_timeout_s=2), tmp_path)
 
     assert run_to_end(sup) == State.FAILED
-    assert "not ready after 2 s" in sup.events[-1].reason
+    assert "not ready after 2 s" in sup.transitions[-1].reason
     assert len(records(rec, "start")) == 1
 
 
@@ -286,7 +287,7 @@ def test_stop_during_backoff_is_stopped_not_failed(tmp_path):
         return await sup.stop()
 
     assert asyncio.run(go()) == State.STOPPED
-    assert sup.events[-1].fields["crash"] is False
+    assert sup.transitions[-1].fields["crash"] is False
 
 
 def test_secrets_are_masked_in_logs_and_events(tmp_path):
@@ -308,21 +309,3 @@ def test_secrets_are_masked_in_logs_and_events(tmp_path):
     assert "non-default args: {'api_key': '***'" in (sup.run.path / "attempt-1.log").read_text()
     starting = json.loads((sup.run.path / "events.jsonl").read_text().splitlines()[0])
     assert "***" in starting["argv"] and starting["env"]["HF_TOKEN"] == "***"
-
-
-def test_backoff_is_capped_jittered_and_reset_after_a_healthy_period(tmp_path):
-    import random
-    from dataclasses import replace
-
-    spec = fake_spec(tmp_path / "r", "serve")
-    spec = replace(
-        spec, restart=replace(spec.restart, backoff_initial_s=1, backoff_max_s=8, jitter=0.25)
-    )
-    sup = Supervisor(spec, planner=fake_planner, rng=random.Random(7))
-    delays = [sup._next_delay() for _ in range(6)]
-    bases = [1, 2, 4, 8, 8, 8]
-    for d, b in zip(delays, bases, strict=True):
-        assert b * 0.75 <= d <= b * 1.25
-    assert len(set(delays)) == 6  # jittered, not lockstep
-    sup._level = 0  # what a healthy period does
-    assert 0.75 <= sup._next_delay() <= 1.25

@@ -68,7 +68,8 @@ def events(run: Path) -> list[dict]:
     path = run / "events.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+    recs = [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+    return [r for r in recs if "state" in r]  # state changes; phase records have "kind"
 
 
 def wait_event(state: Path, wanted: str, timeout: float = 20.0) -> Path:

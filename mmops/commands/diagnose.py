@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
+
+from mmops.term import paint, use_color
 
 VERDICT_COLORS = {
     "started": "32",
@@ -49,16 +50,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(incident.to_json(), indent=2, ensure_ascii=False))
     else:
-        print(render(incident, show_all=args.all, color=_color()))
+        print(render(incident, show_all=args.all, color=use_color(sys.stdout)))
     return incident.exit_code
-
-
-def _color() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
-
-
-def _paint(text: str, code: str, color: bool) -> str:
-    return f"\x1b[{code}m{text}\x1b[0m" if color else text
 
 
 def _cut(text: str, show_all: bool) -> str:
@@ -87,7 +80,7 @@ def _facts_line(facts: dict) -> str:
 def render(incident, show_all: bool = False, color: bool = False) -> str:
     """The human report: verdict line, cause with evidence, meaning and fix, then the rest."""
     facts = incident.facts
-    verdict = _paint(incident.verdict.upper(), VERDICT_COLORS[incident.verdict] + ";1", color)
+    verdict = paint(incident.verdict.upper(), VERDICT_COLORS[incident.verdict] + ";1", color)
     cause = incident.cause
     head = f"{verdict}"
     if cause is not None:
@@ -103,7 +96,7 @@ def render(incident, show_all: bool = False, color: bool = False) -> str:
     if cause is not None:
         label = "cause" if cause.role == "cause" else "no root cause in the log; first symptom"
         lines.append("")
-        lines.append(_paint(f"{label}: {cause.signature.title}", "1", color))
+        lines.append(paint(f"{label}: {cause.signature.title}", "1", color))
         shown = cause.evidence if show_all else cause.evidence[:SHORT_EVIDENCE]
         for ev in shown:
             lines.append(f"  {ev.file}:{ev.line}: {_cut(ev.text, show_all)}")

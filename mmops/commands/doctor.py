@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
+from mmops import term
 from mmops.launch.spec import add_launch_arguments, spec_from_args
 
 MARKS = {"pass": "✓", "warn": "!", "fail": "✗", "skip": "-"}
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         out["summary"]["elapsed_s"] = round(elapsed, 3)
         print(json.dumps(out, indent=2))
     else:
-        print(render(report, spec, elapsed, verbose=args.verbose, color=_color()))
+        print(render(report, spec, elapsed, verbose=args.verbose, color=term.use_color(sys.stdout)))
     if report.failed:
         return 2
     if args.strict and report.warned:
@@ -68,17 +68,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _color() -> bool:
-    return (
-        sys.stdout.isatty()
-        and os.environ.get("NO_COLOR") is None
-        and os.environ.get("TERM") != "dumb"
-    )
-
-
 def render(report, spec, elapsed: float, verbose: bool = False, color: bool = False) -> str:
     def paint(status: str, text: str) -> str:
-        return f"\033[{COLORS[status]}m{text}\033[0m" if color else text
+        return term.paint(text, COLORS[status], color)
 
     where = spec.model or "(no model)"
     prof = f" (profile {spec.profile.name})" if spec.profile else ""

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from mmops.errors import UsageError
 from mmops.serve import runs
+from mmops.serve.events import iso_time
+from mmops.serve.replay import RunReplay
+from mmops.serve.states import TERMINAL
 
-TERMINAL_STATES = ("STOPPED", "FAILED")
+if TYPE_CHECKING:
+    from mmops.diagnose.table import LineMatch
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -74,34 +77,32 @@ def list_runs(root: Path, out: TextIO) -> int:
         out.write(f"no runs under {root}\n")
         return 0
     for path in found:
-        events = runs.read_events(path)
-        last = events[-1] if events else {}
-        state = last.get("state", "?")
-        if state not in TERMINAL_STATES and not _owner_alive(events):
+        replay = RunReplay(path)
+        st = replay.snapshot()
+        state = st.state.value if replay.history else "?"
+        if replay.history and st.state not in TERMINAL and not replay.owner_alive():
             state += " (mmops gone)"
-        n = len(runs.attempts(path))
-        out.write(f"{path.name}  {state:<10} attempts={n}  {last.get('reason', '')}\n")
+        n = len(replay.attempts())
+        out.write(f"{path.name}  {state:<10} attempts={n}  {st.reason}\n")
     return 0
 
 
 def print_events(run_dir: Path, out: TextIO) -> None:
-    for ev in runs.read_events(run_dir):
-        state = ev.get("state", "?")
-        out.write(f"{ev.get('time')} {state:<9} attempt {ev.get('attempt')}: {ev.get('reason')}\n")
-        cause = ev.get("cause")
+    for ev in RunReplay(run_dir).transitions:
+        out.write(f"{iso_time(ev.time)} {ev.state.value:<9} attempt {ev.attempt}: {ev.reason}\n")
+        cause = ev.cause
         if cause:
-            where = f"line {cause.get('line_no')}"
-            out.write(f"    cause: {cause.get('id')} at {where}: {cause.get('line')}\n")
-        for key in ("change", "fix"):
-            if ev.get(key):
-                val = ev[key]["change"] if isinstance(ev[key], dict) else ev[key]
-                out.write(f"    {key}: {val}\n")
+            out.write(f"    cause: {cause.id} at line {cause.line_no}: {cause.line}\n")
+        if ev.change:
+            out.write(f"    change: {ev.change.change}\n")
+        if ev.fix:
+            out.write(f"    fix: {ev.fix}\n")
 
 
-def classified(path: Path) -> Iterator[tuple[int, str, object]]:
+def classified(path: Path) -> Iterator[tuple[int, str, LineMatch]]:
     """(line number, line, LineMatch) for lines the signature table recognises (not context).
 
-    ``diagnose.error_lines`` pre-filters the bytes of the file, so this stays fast on big logs.
+    ``error_lines`` pre-filters the bytes of the file, so this stays fast on big logs.
     """
     from mmops.diagnose.scan import error_lines
 
@@ -131,24 +132,6 @@ def print_errors(run_dir: Path, chosen: list[int], out: TextIO) -> int:
     return 0
 
 
-def _owner_alive(events: list[dict]) -> bool:
-    pid = next((e.get("mmops_pid") for e in events if e.get("mmops_pid")), None)
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-        return True
-    except (ProcessLookupError, PermissionError, ValueError):
-        return False
-
-
-def _run_over(run_dir: Path) -> bool:
-    events = runs.read_events(run_dir)
-    if events and events[-1].get("state") in TERMINAL_STATES:
-        return True
-    return bool(events) and not _owner_alive(events)
-
-
 def follow(
     run_dir: Path,
     out: TextIO,
@@ -159,27 +142,19 @@ def follow(
     """Print the log as it grows, moving on to each new attempt, until the run ends."""
     from mmops.diagnose.table import match_line
 
-    current = attempt or (runs.attempts(run_dir) or [1])[-1]
-    pos = 0
+    replay = RunReplay(run_dir)
+    current = attempt or (replay.attempts() or [1])[-1]
+    offset = 0
     line_no = 0
-    partial = b""
     header_done = False
     while True:
-        path = run_dir / f"attempt-{current}.log"
-        data = b""
-        if path.exists():
-            with path.open("rb") as fh:
-                fh.seek(pos)
-                data = fh.read()
-            pos += len(data)
-        if data:
+        chunk = replay.read_log(current, offset, limit=10_000)
+        if chunk.lines:
             if not header_done and attempt is None:
                 out.write(f"==> {run_dir.name}/attempt-{current}.log <==\n")
                 header_done = True
-            data = partial + data
-            cut = data.rfind(b"\n") + 1
-            partial = data[cut:]
-            for raw in data[:cut].decode("utf-8", "replace").splitlines():
+            offset = chunk.next_offset
+            for raw in chunk.lines:
                 line_no += 1
                 if not errors:
                     out.write(raw + "\n")
@@ -191,18 +166,28 @@ def follow(
                     )
             out.flush()
             continue
-        newer = [n for n in runs.attempts(run_dir) if n > current]
+        newer = [n for n in replay.attempts() if n > current]
         if attempt is None and newer:
-            if partial:
-                out.write(partial.decode("utf-8", "replace") + "\n")
-            current, pos, line_no, partial, header_done = newer[0], 0, 0, b"", False
+            _flush_partial(replay, current, offset, out)
+            current, offset, line_no, header_done = newer[0], 0, 0, False
             continue
-        if _run_over(run_dir):
+        if replay.over():
             # One last read: the run may have written its final lines after our last look.
-            if path.exists() and path.stat().st_size > pos:
+            if replay.read_log(current, offset, limit=1).lines:
                 continue
-            if partial:
-                out.write(partial.decode("utf-8", "replace") + "\n")
+            _flush_partial(replay, current, offset, out)
             out.flush()
             return
         time.sleep(poll_s)
+
+
+def _flush_partial(replay: RunReplay, attempt: int, offset: int, out: TextIO) -> None:
+    """A last line without its newline (the server died mid-line) is printed as it is."""
+    path = replay.log_path(attempt)
+    if path is None or not path.exists():
+        return
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        rest = fh.read()
+    if rest:
+        out.write(rest.decode("utf-8", "replace") + "\n")

@@ -19,9 +19,12 @@ from dataclasses import replace
 from typing import TextIO
 
 from mmops.errors import UsageError
+from mmops.term import supports_ansi
 
 EXIT_FAILED = 3
 API_KEY_ENV = "MMOPS_API_KEY"
+# Sampling flags, by their Sampling field name; given ones override a suite's values.
+SAMPLING_ARGS = ("max_tokens", "temperature", "top_k", "top_p", "ignore_eos", "repetition_penalty")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -104,11 +107,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--model-path {args.model_path}: no config.json there") from None
         except ValueError as exc:
             raise UsageError(f"--model-path {args.model_path}: config.json: {exc}") from None
-    overrides = {
-        k: v
-        for k in ("max_tokens", "temperature", "top_k", "top_p", "ignore_eos", "repetition_penalty")
-        if (v := getattr(args, k)) is not None
-    }
+    overrides = {k: v for k in SAMPLING_ARGS if (v := getattr(args, k)) is not None}
     if adhoc:
         suite = adhoc_suite(
             text=args.text, images=args.image, video=args.video, sampling=Sampling(**overrides),
@@ -129,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
         suite = replace(suite, cases=tuple(replace(c, timeout_s=args.timeout) for c in suite.cases))
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     is_load = args.concurrency is not None or args.requests is not None
-    progress = _Progress(sys.stderr) if is_load and sys.stderr.isatty() else None
+    # The progress line rewrites itself with \r and \x1b[K: only where the terminal takes escapes.
+    progress = _Progress(sys.stderr) if is_load and supports_ansi(sys.stderr) else None
 
     result = asyncio.run(
         run_suite_async(
@@ -158,14 +158,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> None:
+    from mmops.probe.request import sampling_value
+
     if not args.url.startswith(("http://", "https://")):
         raise UsageError(f"--url {args.url}: must start with http:// or https://")
+    for name in SAMPLING_ARGS:
+        value = getattr(args, name)
+        if value is not None:
+            try:
+                sampling_value(name, value)
+            except ValueError as exc:
+                raise UsageError(f"--{name.replace('_', '-')} {value}: {exc}") from None
     rules = [
-        ("--max-tokens", args.max_tokens, lambda v: v >= 1, "an integer >= 1"),
-        ("--top-k", args.top_k, lambda v: v == -1 or v >= 1, "-1 (off) or >= 1"),
-        ("--top-p", args.top_p, lambda v: 0 < v <= 1, "in (0, 1]"),
-        ("--temperature", args.temperature, lambda v: v >= 0, ">= 0"),
-        ("--repetition-penalty", args.repetition_penalty, lambda v: v > 0, "> 0"),
         ("--timeout", args.timeout, lambda v: v > 0, "> 0 seconds"),
         ("--max-media-mb", args.max_media_mb, lambda v: v > 0, "> 0"),
         ("--concurrency", args.concurrency, lambda v: v >= 1, ">= 1"),
@@ -177,7 +181,7 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 class _Progress:
-    """One self-overwriting stderr line while a load runs (only on a terminal)."""
+    """One self-overwriting stderr line while a load runs (only on an ANSI terminal)."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream

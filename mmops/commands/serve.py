@@ -7,11 +7,15 @@ import asyncio
 import signal
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from mmops.commands.plan import launch_spec, preflight
 from mmops.launch.spec import add_launch_arguments
-from mmops.serve.runs import Run, state_root
+from mmops.serve.states import State
+
+if TYPE_CHECKING:
+    from mmops.serve.events import StateChanged
+    from mmops.serve.session import Session
+    from mmops.serve.supervisor import Supervisor
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,52 +50,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmops.launch.plan import build_plan, default_python, installed_vllm
-    from mmops.serve.supervisor import Options, Supervisor
+    from mmops.launch.preflight import launch_spec
+    from mmops.serve.session import Session
+    from mmops.serve.supervisor import Options
 
-    spec, pre = preflight(launch_spec(args), args.no_preflight)
-    run_dir = Run.create(state_root(args.state_dir), spec.name)
-    run_dir.write_json("preflight.json", pre.to_dict())
-    out = Renderer(sys.stderr, quiet=args.quiet or args.smoke)
-    out.note(f"run folder: {run_dir.path}")
-    version = installed_vllm(spec.vllm_python or default_python())  # once, not per attempt
-
-    def planner(s):  # noqa: ANN001, ANN202 - LaunchSpec -> Plan
-        return build_plan(s, vllm_version=version)
-
-    if pre.failed:
-        plan = planner(spec)
-        run_dir.write_json("plan.json", plan.to_dict(preflight=pre.to_dict()))
-        reason = "preflight failed; not starting"
-        run_dir.append_event(
-            {
-                "time": _now(),
-                "state": "FAILED",
-                "attempt": 0,
-                "reason": reason,
-                "preflight": pre.to_dict(),
-            }
-        )
-        out.note(reason + ":")
-        print("\n".join(pre.failures()), file=sys.stderr)
-        out.note("run `mmops doctor` for every check, or pass --no-preflight to launch anyway")
-        return 2
-    out.note(f"preflight: {pre.summary()}")
     stop_s = max(0.0, args.stop_timeout)
-    sup = Supervisor(
-        spec,
-        planner=planner,
-        run=run_dir,
+    out = Renderer(sys.stderr, quiet=args.quiet or args.smoke)
+    session = Session.prepare(
+        launch_spec(args),
+        skip_preflight=args.no_preflight,
+        state_dir=args.state_dir,
         options=Options(stop_sigint_s=stop_s, stop_sigterm_s=stop_s),
         on_event=out.event,
         on_lines=out.lines,
     )
-    return asyncio.run(_serve(sup, args, out))
+    out.quiet_events = session.blocked  # the refusal is told below, in full
+    out.note(f"run folder: {session.run.path}")
+    if session.blocked:
+        asyncio.run(session.start())  # records FAILED, starts nothing
+        out.note("preflight failed; not starting:")
+        print("\n".join(session.preflight.failures()), file=sys.stderr)
+        out.note("run `mmops doctor` for every check, or pass --no-preflight to launch anyway")
+        return 2
+    out.note(f"preflight: {session.preflight.summary()}")
+    return asyncio.run(_serve(session, args.smoke, out))
 
 
-async def _serve(sup, args: argparse.Namespace, out: Renderer) -> int:  # noqa: ANN001
-    from mmops.serve.supervisor import State
-
+async def _serve(session: Session, smoke: bool, out: Renderer) -> int:
+    sup = session.supervisor
     loop = asyncio.get_running_loop()
     presses = 0
 
@@ -106,51 +92,27 @@ async def _serve(sup, args: argparse.Namespace, out: Renderer) -> int:  # noqa: 
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, on_signal)
-    await sup.start()
-    if not args.smoke:
+    if not smoke:
+        await session.start()
         final = await sup.wait()
         out.summary(sup)
         return 0 if final == State.STOPPED else 1
 
-    reached = await sup.wait_for(State.READY)
-    ok = reached == State.READY
-    if ok and sup.spec.suite:
-        ok = await _smoke_suite(sup, out)
-    await sup.stop()
+    result = await session.smoke()
+    if result.suite is not None:
+        for case in result.suite.cases:
+            out.note(f"  {'ok  ' if case.ok else 'FAIL'} {case.name}: {case.verdict}")
+        passed = sum(c.ok for c in result.suite.cases)
+        out.note(f"suite {sup.spec.suite}: {passed}/{len(result.suite.cases)} passed")
     out.summary(sup)
-    verdict = (
-        "PASS: reached READY"
-        if reached == State.READY
-        else f"FAIL: ended {reached.value} without READY"
-    )
-    if reached == State.READY and not ok:
+    if result.reached != State.READY:
+        verdict = f"FAIL: ended {result.reached.value} without READY"
+    elif not result.ok:
         verdict = "FAIL: READY, but the sample suite failed"
+    else:
+        verdict = "PASS: reached READY"
     out.note(f"smoke {verdict}")
-    return 0 if ok else 1
-
-
-async def _smoke_suite(sup, out: Renderer) -> bool:  # noqa: ANN001
-    from mmops.probe import run_suite_async
-    from mmops.probe.suite import load_suite
-
-    spec, plan = sup.spec, sup.plan
-    result = await run_suite_async(
-        plan.url,
-        load_suite(spec.suite),
-        model=plan.served_model,
-        api_key=spec.get("api-key"),
-        model_path=spec.model,
-    )
-    for case in result.cases:
-        out.note(f"  {'ok  ' if case.ok else 'FAIL'} {case.name}: {case.verdict}")
-    out.note(f"suite {spec.suite}: {sum(c.ok for c in result.cases)}/{len(result.cases)} passed")
-    return bool(result.ok)
-
-
-def _now() -> str:
-    from mmops.serve.runs import iso_time
-
-    return iso_time(time.time())
+    return 0 if result.ok else 1
 
 
 class Renderer:
@@ -160,6 +122,7 @@ class Renderer:
         self.stream = stream
         self.quiet = quiet
         self.out_ok = True  # stdout/stderr may close (a pipe to `head`, a dead terminal)
+        self.quiet_events = False
 
     def _print(self, text: str, stream: TextIO | None = None) -> None:
         # Supervision must go on when nobody reads the terminal any more: the run folder
@@ -178,39 +141,39 @@ class Renderer:
         if not self.quiet:
             self._print("\n".join(lines), sys.stdout)
 
-    def event(self, ev) -> None:  # noqa: ANN001 - supervisor.Event
-        f = ev.fields
+    def event(self, ev: StateChanged) -> None:
+        if self.quiet_events:
+            return
         clock = time.strftime("%H:%M:%S", time.localtime(ev.time))
         head = f"{clock} {ev.state.value:<9} attempt {ev.attempt}: {ev.reason}"
         extra: list[str] = []
-        if ev.state.value == "STARTING":
-            extra.append("argv: " + " ".join(f.get("argv", [])))
-            if f.get("log"):
-                extra.append(f"log: {f['log']}")
-        elif ev.state.value == "READY":
-            extra.append(f"serving {f.get('model')} at {f.get('url')}")
-            for ch in f.get("fixed_by", []) or []:
+        if ev.state == State.STARTING:
+            argv = ev.fields.get("argv")
+            extra.append("argv: " + " ".join(map(str, argv if isinstance(argv, list) else [])))
+            if ev.log:
+                extra.append(f"log: {ev.log}")
+        elif ev.state == State.READY:
+            extra.append(f"serving {ev.model} at {ev.url}")
+            for ch in ev.fixed_by:
                 extra.append(
-                    f"fixed automatically by {ch['change']} (after {ch['signature']}); "
+                    f"fixed automatically by {ch.change} (after {ch.signature}); "
                     f"make it permanent in the profile"
                 )
-        elif ev.state.value in ("BACKOFF", "FAILED"):
-            cause = f.get("cause")
-            if f.get("exit"):
-                extra.append(f"server: {f['exit']}")
+        elif ev.state in (State.BACKOFF, State.FAILED):
+            cause = ev.cause
+            if ev.fields.get("exit"):
+                extra.append(f"server: {ev.fields['exit']}")
             if cause:
-                where = f"line {cause['line_no']}: " if cause.get("line_no") else ""
-                extra.append(f"evidence ({where.strip(': ') or 'log'}): {cause['line'][:300]}")
-                extra.append(f"meaning: {cause['meaning']}")
-            if ev.state.value == "FAILED" and f.get("fix"):
-                extra.append(f"fix: {f['fix']}")
+                where = f"line {cause.line_no}" if cause.line_no else "log"
+                extra.append(f"evidence ({where}): {cause.line[:300]}")
+                extra.append(f"meaning: {cause.meaning}")
+            if ev.state == State.FAILED and ev.fix:
+                extra.append(f"fix: {ev.fix}")
         self._print(f"mmops: {head}")
         for line in extra:
             self._print(f"mmops:     {line}")
 
-    def summary(self, sup) -> None:  # noqa: ANN001 - supervisor.Supervisor
-        from mmops.serve.supervisor import State
-
+    def summary(self, sup: Supervisor) -> None:
         if sup.state == State.FAILED and self.quiet and sup.tail:
             self.note("last lines of the server's output:")
             for line in sup.tail[-15:]:

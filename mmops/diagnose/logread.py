@@ -1,10 +1,11 @@
-"""Read vLLM logs as they come: files, gzip, stdin, `serve` run folders; strip ANSI and prefixes.
+"""Read vLLM logs as they come: files, gzip, stdin, run folders, memory; strip ANSI and prefixes.
 
 Two levels, both streaming:
 
 - ``open_inputs`` + ``read_chunks`` hand out large byte chunks that end on line boundaries, for
   scanners that must go at disk speed (``mmops.diagnose.scan``); ``iter_lines`` gives numbered,
-  decoded lines for everything else.
+  decoded lines for everything else. ``Source.from_lines`` reads lines already in memory (the
+  supervisor's tail of an attempt) through the same path, as if they were a file.
 - ``parse_line`` / ``normalize`` take one raw line and peel off what real logs put in front of
   the message: ANSI colours (also the bare ``[36m`` left when a paste lost the escape byte),
   container and journald timestamps, ``docker compose`` service columns, vLLM's process prefixes
@@ -24,7 +25,7 @@ import re
 import sys
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
@@ -40,10 +41,17 @@ _ATTEMPT_RE = re.compile(r"^attempt-(\d+)\.log(?:\.gz)?$")
 
 @dataclass(frozen=True)
 class Source:
-    """One input: a file on disk, or standard input (``path`` None)."""
+    """One input: a file on disk, standard input (``path`` None), or lines held in memory."""
 
     label: str
     path: Path | None
+    # In-memory lines (``from_lines``): one element per line, without its newline.
+    lines: Sequence[str] | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_lines(cls, label: str, lines: Sequence[str]) -> Source:
+        """A source over ``lines``, read like a file holding them; line numbers count from 1."""
+        return cls(label, None, lines)
 
 
 class LogLine(NamedTuple):
@@ -128,7 +136,38 @@ def _looks_binary(sample: bytes) -> bool:
     return ctrl > len(sample) * 0.10
 
 
+class _LineStream:
+    """``read(n)`` over in-memory lines as the bytes of a file holding them, one per line.
+
+    Encoded a batch at a time, so memory stays at about one chunk whatever the number of lines.
+    """
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        self._lines = iter(lines)
+        self._rest = b""
+
+    def read(self, n: int) -> bytes:
+        batch: list[str] = []
+        size = len(self._rest)
+        if size < n:
+            for line in self._lines:
+                batch.append(line)
+                size += len(line) + 1  # at least one byte per character
+                if size >= n:
+                    break
+        block = self._rest
+        if batch:
+            text = "\n".join(batch) + "\n"
+            if text.count("\n") != len(batch):  # a newline inside an element: keep one per line
+                text = "\n".join(line.replace("\n", " ") for line in batch) + "\n"
+            block += text.encode("utf-8", "replace")
+        self._rest = block[n:]
+        return block[:n]
+
+
 def _open_stream(source: Source) -> BinaryIO:
+    if source.lines is not None:
+        return _LineStream(source.lines)  # type: ignore[return-value]
     try:
         raw: BinaryIO = sys.stdin.buffer if source.path is None else open(source.path, "rb")  # noqa: SIM115
     except OSError as exc:
@@ -142,8 +181,9 @@ def _open_stream(source: Source) -> BinaryIO:
 def read_chunks(source: Source, chunk_bytes: int | None = None) -> Iterator[bytes]:
     """Yield byte chunks of ``source`` that end on a line boundary (the last may not).
 
-    gzip is detected by its magic bytes; binary data raises MmopsError. Memory stays at about
-    one chunk plus one line (lines beyond MAX_LINE_BYTES are cut).
+    Files, gzip, stdin and in-memory lines alike. gzip is detected by its magic bytes; binary
+    data raises MmopsError. Memory stays at about one chunk plus one line (lines beyond
+    MAX_LINE_BYTES are cut).
     """
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     stream = _open_stream(source)

@@ -22,6 +22,7 @@ last exception and the first ERROR line, never a guess.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,12 +33,12 @@ from mmops.diagnose.table import (
     LineMatch,
     Signature,
     match_text,
-    merge_alloc_conf,
     prefilter_requirements,
     render_fix,
     resolve_remedy,
 )
 from mmops.errors import MmopsError
+from mmops.launch.allocator import merge_alloc_conf
 
 VERDICTS = ("started", "requested-stop", "crash", "running-errors", "unknown")
 EXIT_CODES = {"started": 0, "requested-stop": 0, "crash": 3, "running-errors": 3, "unknown": 3}
@@ -350,8 +351,22 @@ def _requirements() -> list[tuple[int, tuple[tuple[str, ...], ...]]]:
     return [*prefilter_requirements(), *((-1, ((gate,),)) for gate in _GATES)]
 
 
-def _scan(sources: Sequence[Source], builder: _Builder, on_line=None) -> None:
-    """Feed every interesting line of ``sources`` to ``builder`` (and to ``on_line``)."""
+class _Scanned(NamedTuple):
+    """One line the scan looked at: its number, raw text, message, match and parsed prefixes."""
+
+    lineno: int
+    raw: str
+    text: str
+    match: LineMatch | None
+    parsed: LogLine
+
+
+def _scan(sources: Sequence[Source], builder: _Builder) -> Iterator[_Scanned]:
+    """Feed every interesting line of ``sources`` to ``builder``, yielding each as it goes.
+
+    THE scan loop: files, stdin and in-memory lines all come as byte chunks (``read_chunks``).
+    ``diagnose_sources`` drains it; ``error_lines`` keeps what it wants, line by line.
+    """
     requirements = _requirements()
     prefilter: _Prefilter | None = None
     chunk_id = 0
@@ -370,14 +385,14 @@ def _scan(sources: Sequence[Source], builder: _Builder, on_line=None) -> None:
             for start, end, cands in prefilter.lines(chunk):
                 line_base += chunk.count(b"\n", counted, start)
                 counted = start
-                _line(builder, source, chunk, chunk_id, start, end, line_base + 1, cands, on_line)
+                yield _line(builder, source, chunk, chunk_id, start, end, line_base + 1, cands)
             lineno += chunk.count(b"\n")
             if chunk and not chunk.endswith(b"\n"):
                 lineno += 1  # the last line of a file without a trailing newline
         builder.lines += lineno
 
 
-def _line(builder, source, chunk, chunk_id, start, end, lineno, cands, on_line) -> None:
+def _line(builder, source, chunk, chunk_id, start, end, lineno, cands) -> _Scanned:
     line_bytes = chunk[start:end]
     known = _SEEN.get(line_bytes)
     if known is not None:
@@ -409,8 +424,7 @@ def _line(builder, source, chunk, chunk_id, start, end, lineno, cands, on_line) 
         builder.add_error(ev, seq, explained=lm is not None)
     elif not is_context and text and _is_error_level(parsed, text):
         builder.add_error(ev, seq, explained=lm is not None)
-    if on_line is not None:
-        on_line(lineno, raw, text, lm, parsed)
+    return _Scanned(lineno, raw, text, lm, parsed)
 
 
 _NOT_A_MESSAGE = ("^", "~", 'File "', "Traceback", "The above exception", "During handling")
@@ -458,7 +472,7 @@ def _auto_remedy(sig: Signature, captures: dict[str, str], facts: dict) -> str |
         return "retries unchanged, with backoff"
     if remedy.kind == "env_merge":
         current = facts.get("npu_alloc_conf") if remedy.name == "PYTORCH_NPU_ALLOC_CONF" else None
-        value = merge_alloc_conf(current, remedy.value) if current else remedy.value
+        value = merge_alloc_conf(current, remedy.value)
         return f"retries with {remedy.name}={value} (other keys kept)"
     if remedy.kind == "env_set":
         return f"retries with {remedy.name}={remedy.value}"
@@ -633,7 +647,7 @@ def _facts(b: _Builder, sources: Sequence[Source]) -> dict:
 def diagnose_sources(sources: Sequence[Source]) -> Incident:
     """Read ``sources`` as one incident and explain it."""
     builder = _Builder()
-    _scan(sources, builder)
+    deque(_scan(sources, builder), maxlen=0)
     if builder.bytes == 0:
         names = ", ".join(s.label for s in sources)
         raise MmopsError(f"{names}: empty, nothing to diagnose")
@@ -647,6 +661,14 @@ def diagnose(paths: Sequence[str], attempt: int | None = None) -> Incident:
     return diagnose_sources(open_inputs(paths, attempt))
 
 
+def diagnose_lines(lines: Sequence[str], label: str = "attempt.log") -> Incident:
+    """Diagnose lines held in memory (one element per line), as if they were the file ``label``.
+
+    Evidence line numbers count from 1 within ``lines``; no lines raise MmopsError.
+    """
+    return diagnose_sources([Source.from_lines(label, lines)])
+
+
 def error_lines(path: str) -> Iterator[tuple[int, str, LineMatch | None]]:
     """Error lines of one log for ``mmops logs --errors`` and the TUI, streaming.
 
@@ -654,29 +676,10 @@ def error_lines(path: str) -> Iterator[tuple[int, str, LineMatch | None]]:
     and ERROR-level / exception lines no signature knows (match None). Context lines (startup
     facts, markers) are not errors and are skipped.
     """
-    sources = open_inputs([path])
-    found: list[tuple[int, str, LineMatch | None]] = []
-
-    def on_line(lineno, raw, text, lm, parsed) -> None:
+    for seen in _scan(open_inputs([path]), _Builder()):
+        lm = seen.match
         if lm is not None:
             if lm.signature.role != "context":
-                found.append((lineno, raw, lm))
-        elif _EXC.match(text) or _is_error_level(parsed, text):
-            found.append((lineno, raw, None))
-
-    builder = _Builder()
-    # Drain per chunk so memory stays bounded on big files.
-    requirements = _requirements()
-    prefilter: _Prefilter | None = None
-    lineno = 0
-    for chunk_id, chunk in enumerate(read_chunks(sources[0]), start=1):
-        if prefilter is None:
-            prefilter = _Prefilter(requirements, chunk[:SAMPLE_BYTES])
-        counted, line_base = 0, lineno
-        for start, end, cands in prefilter.lines(chunk):
-            line_base += chunk.count(b"\n", counted, start)
-            counted = start
-            _line(builder, sources[0], chunk, chunk_id, start, end, line_base + 1, cands, on_line)
-            yield from found
-            found.clear()
-        lineno += chunk.count(b"\n")
+                yield seen.lineno, seen.raw, lm
+        elif _EXC.match(seen.text) or _is_error_level(seen.parsed, seen.text):
+            yield seen.lineno, seen.raw, None

@@ -17,12 +17,15 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from string import Formatter
 from typing import Literal
 
 import yaml
 
 from mmops.diagnose.logread import normalize
+from mmops.launch.allocator import merge_alloc_conf
+from mmops.yamlcheck import Located, choice, compose_text, mapping, scalar, sequence_items
 
 try:  # the regex parser, to find each pattern's required literal for the scanner's pre-filter
     from re import _constants as _sre_c  # type: ignore[attr-defined]
@@ -184,60 +187,84 @@ def required_literals(pattern: str) -> tuple[str, ...]:
 # ----------------------------------------------------------------------------- loading
 
 
-def _compile(sig_id: str, patterns, what: str) -> tuple[tuple[re.Pattern[str], ...], list]:
+_SIG_KEYS = (
+    "id", "title", "patterns", "meaning", "fix", "retryable", "role", "remedy", "tags", "phase",
+    "platform", "weak_patterns", "secondary_patterns", "capture_patterns", "excludes", "marker",
+)  # fmt: skip
+_REQUIRED = ("id", "title", "patterns", "meaning", "fix")
+TABLE = Path("mmops/diagnose/signatures.yaml")  # how errors name the packaged file
+
+
+def _compile(loc: Located | None, what: str) -> tuple[tuple[re.Pattern[str], ...], list]:
     compiled, lits = [], []
-    for p in patterns or ():
+    for item in sequence_items(loc) if loc is not None else ():
+        p = scalar(item, (str,))
         try:
             rx = re.compile(p)
         except re.error as exc:
-            raise ValueError(f"signature {sig_id}: bad {what} {p!r}: {exc}") from None
+            raise item.error(f"bad {what}: {exc}") from None
         req = required_literals(p)
         if what not in ("exclude", "capture pattern") and (
             not req or min(len(x) for x in req) < MIN_LITERAL
         ):
-            raise ValueError(
-                f"signature {sig_id}: {what} {p!r} has no case-sensitive literal of "
-                f"{MIN_LITERAL}+ characters (the scanner's pre-filter needs one)"
+            raise item.error(
+                f"{what} has no case-sensitive literal of {MIN_LITERAL}+ characters (the "
+                "scanner's pre-filter needs one)"
             )
         compiled.append(rx)
         lits.append(req)
     return tuple(compiled), lits
 
 
-def _parse(raw: dict) -> Signature:
-    sig_id = raw["id"]
-    role = raw.get("role", "cause")
-    phase = raw.get("phase", "startup")
-    marker = raw.get("marker")
-    if role not in _ROLES or phase not in _PHASES or (marker and marker not in _MARKERS):
-        raise ValueError(f"signature {sig_id}: bad role/phase/marker")
-    patterns, lits = _compile(sig_id, raw["patterns"], "pattern")
-    secondary, sec_lits = _compile(sig_id, raw.get("secondary_patterns"), "secondary pattern")
-    weak, weak_lits = _compile(sig_id, raw.get("weak_patterns"), "weak pattern")
-    excludes, _ = _compile(sig_id, raw.get("excludes"), "exclude")
-    capture, _ = _compile(sig_id, raw.get("capture_patterns"), "capture pattern")
-    fixes = raw["fix"] if isinstance(raw["fix"], list) else [raw["fix"]]
-    remedy = raw.get("remedy")
-    if remedy and remedy.get("kind") not in _REMEDY_KINDS:
-        raise ValueError(f"signature {sig_id}: remedy kind must be one of {_REMEDY_KINDS}")
+def _text(loc: Located) -> str:
+    return " ".join(scalar(loc, (str,)).split())
+
+
+def _parse(loc: Located) -> Signature:
+    given = mapping(loc, allowed=_SIG_KEYS)
+    for key in _REQUIRED:
+        if key not in given:
+            raise loc.error(f"has no '{key}'")
+    marker = choice(given["marker"], _MARKERS) if "marker" in given else None
+    patterns, lits = _compile(given["patterns"], "pattern")
+    secondary, sec_lits = _compile(given.get("secondary_patterns"), "secondary pattern")
+    weak, weak_lits = _compile(given.get("weak_patterns"), "weak pattern")
+    excludes, _ = _compile(given.get("excludes"), "exclude")
+    capture, _ = _compile(given.get("capture_patterns"), "capture pattern")
+    fix = given["fix"]
+    fixes = (
+        [_text(f) for f in sequence_items(fix)]
+        if isinstance(fix.node, yaml.SequenceNode)
+        else [_text(fix)]
+    )
+    remedy = None
+    if "remedy" in given:
+        r = mapping(given["remedy"], allowed=("kind", "name", "value"))
+        if set(r) != {"kind", "name", "value"}:
+            raise given["remedy"].error("needs kind, name and value")
+        remedy = Remedy(
+            choice(r["kind"], _REMEDY_KINDS), scalar(r["name"], (str,)), scalar(r["value"], (str,))
+        )
     return Signature(
-        id=sig_id,
-        title=raw["title"],
+        id=scalar(given["id"], (str,)),
+        title=scalar(given["title"], (str,)),
         patterns=patterns,
-        meaning=" ".join(str(raw["meaning"]).split()),
-        fix=" ".join(fixes[0].split()),
-        retryable=bool(raw.get("retryable", False)),
-        role=role,
-        remedy=Remedy(**remedy) if remedy else None,
-        tags=tuple(raw.get("tags", ())),
-        phase=phase,
-        platform=raw.get("platform", "any"),
+        meaning=_text(given["meaning"]),
+        fix=fixes[0],
+        retryable=scalar(given["retryable"], (bool,)) if "retryable" in given else False,
+        role=choice(given["role"], _ROLES) if "role" in given else "cause",
+        remedy=remedy,
+        tags=tuple(scalar(t, (str,)) for t in sequence_items(given["tags"]))
+        if "tags" in given
+        else (),
+        phase=choice(given["phase"], _PHASES) if "phase" in given else "startup",
+        platform=scalar(given["platform"], (str,)) if "platform" in given else "any",
         weak_patterns=weak,
         secondary_patterns=secondary,
         capture_patterns=capture,
         excludes=excludes,
         marker=marker,
-        fix_templates=tuple(" ".join(f.split()) for f in fixes),
+        fix_templates=tuple(fixes),
         literals=tuple(lits + sec_lits + weak_lits),
     )
 
@@ -246,12 +273,14 @@ def _parse(raw: dict) -> Signature:
 def load_signatures() -> tuple[Signature, ...]:
     """The packaged signature table, parsed once (table order is priority)."""
     text = resources.files("mmops.diagnose").joinpath("signatures.yaml").read_text("utf-8")
-    sigs = tuple(_parse(entry) for entry in yaml.safe_load(text)["signatures"])
-    ids = [s.id for s in sigs]
-    dupes = {i for i in ids if ids.count(i) > 1}
-    if dupes:
-        raise ValueError(f"duplicate signature ids: {sorted(dupes)}")
-    return sigs
+    root = mapping(compose_text(text, TABLE), allowed=("signatures",))
+    sigs: list[Signature] = []
+    for loc in sequence_items(root["signatures"]):
+        sig = _parse(loc)
+        if any(s.id == sig.id for s in sigs):
+            raise mapping(loc)["id"].error("is used by an earlier signature")
+        sigs.append(sig)
+    return tuple(sigs)
 
 
 def by_id(sig_id: str) -> Signature:
@@ -368,24 +397,6 @@ def size_gib(text: str) -> float | None:
 
 def _fmt_gib(v: float) -> str:
     return f"{v:.2f} GiB" if v >= 0.1 else f"{v * 1024:.0f} MiB"
-
-
-def merge_alloc_conf(current: str | None, update: str) -> str:
-    """Merge ``key:val`` pairs of ``update`` into a comma-separated allocator conf, keeping others.
-
-    >>> merge_alloc_conf("max_split_size_mb:256,expandable_segments:True", "expandable_segments:False")
-    'max_split_size_mb:256,expandable_segments:False'
-    """
-    pairs: dict[str, str] = {}
-    for part in (current or "").split(","):
-        if ":" in part:
-            k, v = part.split(":", 1)
-            pairs[k.strip()] = v.strip()
-    for part in update.split(","):
-        if ":" in part:
-            k, v = part.split(":", 1)
-            pairs[k.strip()] = v.strip()
-    return ",".join(f"{k}:{v}" for k, v in pairs.items())
 
 
 def _int(text: str | None) -> int | None:

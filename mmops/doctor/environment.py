@@ -10,6 +10,12 @@ from mmops.doctor.core import (
     check,
     from_problems,
 )
+from mmops.launch.allocator import (
+    NPU_UNSET_NOTE,
+    NPU_VAR,
+    format_alloc_conf,
+    parse_alloc_conf,
+)
 from mmops.platform import software as versions
 
 
@@ -49,12 +55,9 @@ def _env(ctx: Context) -> CheckResult:
     env = ctx.env
     problems: list[tuple[Status, str, str]] = []
     notes: list[str] = []
-    conf = env.get("PYTORCH_NPU_ALLOC_CONF")
+    conf = env.get(NPU_VAR)
     if conf is not None:
-        keys: dict[str, str] = {}
-        for part in filter(None, (p.strip() for p in conf.split(","))):
-            k, _, v = part.partition(":")
-            keys[k.strip()] = v.strip()
+        keys = parse_alloc_conf(conf)
         es = keys.get("expandable_segments")
         if es is not None and es not in ("True", "False"):
             problems.append(
@@ -66,7 +69,9 @@ def _env(ctx: Context) -> CheckResult:
             )
         conflict = [k for k in ("max_split_size_mb", "garbage_collection_threshold") if k in keys]
         if es == "True" and conflict:
-            others = ",".join(f"{k}:{v}" for k, v in keys.items() if k != "expandable_segments")
+            others = format_alloc_conf(
+                {k: v for k, v in keys.items() if k != "expandable_segments"}
+            )
             problems.append(
                 (
                     "fail",
@@ -78,10 +83,7 @@ def _env(ctx: Context) -> CheckResult:
             f"PYTORCH_NPU_ALLOC_CONF={conf} (expandable segments {'on' if es == 'True' else 'off' if es == 'False' else 'unset'})"
         )
     elif ctx.vendor == "ascend":
-        notes.append(
-            "PYTORCH_NPU_ALLOC_CONF unset: vllm-ascend >= 0.14 turns expandable_segments:True on "
-            "itself; on a virtual-memory error set expandable_segments:False"
-        )
+        notes.append(f"{NPU_UNSET_NOTE}; on a virtual-memory error set expandable_segments:False")
     for var, want, default in (
         ("VLLM_IMAGE_FETCH_TIMEOUT", 100, 5),
         ("VLLM_ENGINE_ITERATION_TIMEOUT_S", 600, 60),

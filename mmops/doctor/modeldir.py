@@ -12,6 +12,7 @@ from mmops.doctor.core import (
 )
 from mmops.model import estimate
 from mmops.model.facts import NEEDS_PREPROCESSOR
+from mmops.platform.software import parse_version
 
 
 @check("model.config", "Model directory and config.json")
@@ -106,6 +107,7 @@ def _max_len(ctx: Context) -> CheckResult:
                 detail,
                 f"Positions past {limit} give NaNs with RoPE; prefer --max-model-len {limit}.",
                 limit=limit,
+                apply={"arg": "max-model-len", "value": limit},
             )
         return R(
             cid,
@@ -115,17 +117,9 @@ def _max_len(ctx: Context) -> CheckResult:
             + f". vLLM would exit: User-specified max_model_len ({req}) is greater than the derived max_model_len.",
             f"Use --max-model-len {limit} or less.",
             limit=limit,
+            apply={"arg": "max-model-len", "value": limit},
         )
     return R(cid, "pass", f"--max-model-len {req} <= {ml.key}={limit}", detail, limit=limit)
-
-
-def _version_tuple(v: str | None) -> tuple[int, ...] | None:
-    if not v:
-        return None
-    import re
-
-    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", v)
-    return tuple(int(x) for x in m.groups(default="0")) if m else None
 
 
 @check("args.batched_tokens", "--max-num-batched-tokens vs --max-model-len")
@@ -143,9 +137,9 @@ def _batched(ctx: Context) -> CheckResult:
     chunked_off = (
         spec.get("no-enable-chunked-prefill") or spec.get("enable-chunked-prefill") is False
     )
-    ver = _version_tuple(ctx.vllm_version)
+    ver = parse_version(ctx.vllm_version)
     # vLLM V0 (default before 0.8) refuses this unless chunked prefill is on; V1 always chunks.
-    v0 = ver is not None and ver < (0, 8)
+    v0 = ver is not None and ver.release < (0, 8)
     summary = f"--max-num-batched-tokens {bt} < --max-model-len {ml}"
     fix = f"Use --max-num-batched-tokens {ml} (or more), or --max-model-len {bt}."
     if chunked_off or v0:
@@ -281,6 +275,7 @@ def _remote_code(ctx: Context) -> CheckResult:
             "the model ships its own code (auto_map): vLLM needs --trust-remote-code",
             detail,
             "Add --trust-remote-code (it runs the model's Python code: use it only with a model directory you trust).",
+            apply={"arg": "trust-remote-code", "value": True},
         )
     if missing:
         return R(

@@ -20,18 +20,19 @@ from typing import Any
 
 from mmops import redact
 from mmops.launch import flags as vllm_flags
+from mmops.launch.allocator import NPU_UNSET_NOTE, NPU_VAR, allocator_mode
 from mmops.launch.spec import LaunchSpec
 
-Version = tuple[int, ...]
+Release = tuple[int, ...]  # a release number, compared as vLLM's changelog states it
 
 # --------------------------------------------------------------------- facts, as data
 # `vllm serve` (console script) first shipped in 0.5.x: vllm-project/vllm#5090 added it, and
 # #6431 moved the docs to it "since v0.5.2 has been released".
-VLLM_SERVE_SINCE: Version = (0, 5, 2)
+VLLM_SERVE_SINCE: Release = (0, 5, 2)
 # The CLI moved from vllm/scripts.py to vllm.entrypoints.cli.main in vllm-project/vllm#12971
 # (merged 2025-02); `python -m vllm.entrypoints.cli.main serve` is used from 0.8.0 on, the first
 # release certain to contain it.
-CLI_MAIN_MODULE_SINCE: Version = (0, 8, 0)
+CLI_MAIN_MODULE_SINCE: Release = (0, 8, 0)
 API_SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 CLI_MAIN_MODULE = "vllm.entrypoints.cli.main"
 
@@ -40,19 +41,14 @@ CLI_MAIN_MODULE = "vllm.entrypoints.cli.main"
 # --disable-log-requests; vllm-project/vllm#35723 removed the old flag, gone in 0.17.0
 # (llm-d/llm-d-benchmark#781: "removed from vLLM 0.17.0"; vLLM then exits with
 # "vllm: error: unrecognized arguments: --disable-log-requests", SemiAnalysisAI/InferenceX#1371).
-ENABLE_LOG_REQUESTS_SINCE: Version = (0, 10, 1)
-DISABLE_LOG_REQUESTS_REMOVED: Version = (0, 17, 0)
+ENABLE_LOG_REQUESTS_SINCE: Release = (0, 10, 1)
+DISABLE_LOG_REQUESTS_REMOVED: Release = (0, 17, 0)
 
 # --limit-mm-per-prompt: vLLM 0.7.2's help says "comma-separated list of items, e.g.
 # image=16,video=2" (vllm@0.7.2:vllm/engine/arg_utils.py:596); 0.11.0 takes JSON
 # {"image": 16, "video": 2} (vllm@0.11.0:vllm/config/multimodal.py). Releases in between are
 # unverified: key=value is used below 0.8.0, JSON from there on.
-LIMIT_MM_JSON_SINCE: Version = (0, 8, 0)
-
-ALLOC_VARS = ("PYTORCH_NPU_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF")
-# vllm-ascend sets PYTORCH_NPU_ALLOC_CONF=expandable_segments:True itself from v0.14.0rc1 when
-# the variable is unset (vllm-project/vllm-ascend#5855, vllm_ascend/platform.py).
-ASCEND_EXPANDABLE_DEFAULT_SINCE = "0.14.0rc1"
+LIMIT_MM_JSON_SINCE: Release = (0, 8, 0)
 
 
 @dataclass(frozen=True)
@@ -109,25 +105,6 @@ class Plan:
         return out
 
 
-def parse_version(text: str | None) -> Version | None:
-    """``0.10.1.post1`` -> (0, 10, 1); ``0.14.0rc1`` -> (0, 14, 0); None if unreadable."""
-    if not text:
-        return None
-    parts: list[int] = []
-    for piece in text.split("+")[0].split("."):
-        digits = ""
-        for ch in piece:
-            if not ch.isdigit():
-                break
-            digits += ch
-        if not digits:
-            break
-        parts.append(int(digits))
-        if len(digits) != len(piece):
-            break
-    return tuple(parts) if parts else None
-
-
 @dataclass(frozen=True)
 class Installed:
     """The vLLM found for an interpreter: its version and the distribution that provides it."""
@@ -168,7 +145,7 @@ def default_python() -> str:
 
 
 def entry_point(
-    python: str, version: Version | None, dist: str = "vllm"
+    python: str, version: Release | None, dist: str = "vllm"
 ) -> tuple[list[str], str, bool]:
     """(argv prefix, description, model is positional) for this vLLM release."""
     # vLLM's CLI starts with importlib.metadata.version("vllm") (vllm/entrypoints/cli/main.py:99
@@ -187,7 +164,7 @@ def entry_point(
 
 
 def translate_flags(
-    args: dict[str, Any], version: Version | None
+    args: dict[str, Any], version: Release | None
 ) -> tuple[dict[str, Any], list[str]]:
     """Spell flags the way this vLLM release accepts them; notes say what changed."""
     out = dict(args)
@@ -249,19 +226,6 @@ def _limit_mm(value: Any) -> dict[str, int] | None:
     return pairs or None
 
 
-def allocator_mode(
-    env: Mapping[str, str], parent: Mapping[str, str] | None = None
-) -> dict[str, str]:
-    """Allocator settings the child will see (delta first, then inherited)."""
-    base = os.environ if parent is None else parent
-    out = {}
-    for var in ALLOC_VARS:
-        value = env.get(var, base.get(var))
-        if value is not None:
-            out[var] = value
-    return out
-
-
 def build_plan(
     spec: LaunchSpec,
     vllm_version: Installed | str | None | bool = True,
@@ -279,7 +243,11 @@ def build_plan(
         vllm_version = Installed(vllm_version)
     found: Installed | None = vllm_version or None
     version_text = found.version if found else None
-    version = parse_version(version_text)
+    from mmops.platform.software import parse_version  # mmops.platform starts detection modules
+
+    # A pre-release counts as its release (0.10.1rc1 has 0.10.1's flags): compare release numbers.
+    parsed = parse_version(version_text)
+    version = parsed.release if parsed is not None else None
     prefix, ep_name, positional = entry_point(python, version, found.dist if found else "vllm")
     if found and found.dist != "vllm":
         ep_name += f" ({found.dist}: its CLI needs a distribution named vllm)"
@@ -317,11 +285,8 @@ def build_plan(
         else:
             origin = "inherited from this shell"
         allocator[var] = f"{value} ({origin})"
-    if spec.device.kind == "ascend" and "PYTORCH_NPU_ALLOC_CONF" not in allocator:
-        notes.append(
-            "PYTORCH_NPU_ALLOC_CONF unset: vllm-ascend >= "
-            f"{ASCEND_EXPANDABLE_DEFAULT_SINCE} turns expandable_segments:True on by itself"
-        )
+    if spec.device.kind == "ascend" and NPU_VAR not in allocator:
+        notes.append(NPU_UNSET_NOTE)
     return Plan(
         argv=argv,
         env=env,

@@ -13,7 +13,7 @@ from typing import Any
 
 from mmops.errors import MmopsError, ProfileError
 from mmops.launch import flags as vllm_flags
-from mmops.yamlcheck import Located, compose_file, mapping_items, scalar, to_python
+from mmops.yamlcheck import Located, choice, compose_file, mapping_items, scalar, to_python
 
 DEVICE_KINDS = ("auto", "ascend", "nvidia", "cpu")
 PROFILE_DIR = Path(__file__).resolve().parents[2] / "profiles"
@@ -103,9 +103,7 @@ def load_profile(ref: str | Path) -> Profile:
     path = resolve_path(str(ref))
     root = compose_file(path, ProfileError)
     values: dict[str, Any] = {}
-    for key, loc in mapping_items(root, ProfileError):
-        if key not in _TOP_KEYS:
-            raise loc.error(f"unknown key; valid keys: {', '.join(_TOP_KEYS)}", ProfileError)
+    for key, loc in mapping_items(root, ProfileError, _TOP_KEYS):
         values[key] = _PARSERS[key](loc)
     values.setdefault("name", path.stem)
     return Profile(path=path, **values)
@@ -121,14 +119,9 @@ def _path_str(loc: Located) -> str:
 
 def _device(loc: Located) -> DeviceRequest:
     out: dict[str, Any] = {}
-    for key, sub in mapping_items(loc, ProfileError):
+    for key, sub in mapping_items(loc, ProfileError, ("kind", "model", "count")):
         if key == "kind":
-            kind = scalar(sub, (str,), ProfileError)
-            if kind not in DEVICE_KINDS:
-                raise sub.error(
-                    f"must be one of {', '.join(DEVICE_KINDS)}; got {kind!r}", ProfileError
-                )
-            out["kind"] = kind
+            out["kind"] = choice(sub, DEVICE_KINDS, ProfileError)
         elif key == "model":
             out["model"] = scalar(sub, (str,), ProfileError).lower()
         elif key == "count":
@@ -136,8 +129,6 @@ def _device(loc: Located) -> DeviceRequest:
             if count < 1:
                 raise sub.error(f"must be at least 1; got {count}", ProfileError)
             out["count"] = count
-        else:
-            raise sub.error("unknown key; valid keys: kind, model, count", ProfileError)
     return DeviceRequest(**out)
 
 
@@ -154,7 +145,7 @@ def _serve(loc: Located) -> dict[str, Any]:
         if value is None:
             raise sub.error("has no value", ProfileError)
         try:
-            out[name] = vllm_flags.coerce(name, value, f"{sub.file}:{sub.line}")
+            out[name] = vllm_flags.coerce(name, value, sub.where)
         except MmopsError as exc:
             raise ProfileError(str(exc)) from None
     return out
@@ -171,9 +162,7 @@ def _env(loc: Located) -> dict[str, str]:
 def _numbers(cls: type, loc: Located) -> Any:
     fields = cls.__dataclass_fields__
     out: dict[str, Any] = {}
-    for key, sub in mapping_items(loc, ProfileError):
-        if key not in fields:
-            raise sub.error(f"unknown key; valid keys: {', '.join(fields)}", ProfileError)
+    for key, sub in mapping_items(loc, ProfileError, tuple(fields)):
         kind = (int,) if fields[key].type == "int" else (float,)
         value = scalar(sub, kind, ProfileError)
         if value < 0:

@@ -110,6 +110,14 @@ class LaunchSpec:
         full = self.child_env(parent)
         return {k: v for k, v in full.items() if parent.get(k) != v}
 
+    def with_arg(self, flag: str, value: Any) -> LaunchSpec:
+        """The launch with one vLLM flag set (canonical name); no longer a reference default."""
+        return replace(self, args={**self.args, flag: value}, defaults=self.defaults - {flag})
+
+    def with_env(self, name: str, value: str) -> LaunchSpec:
+        """The launch with one environment variable set for the server."""
+        return replace(self, env={**self.env, name: value}, defaults=self.defaults - {name})
+
     def with_device_defaults(self, kind: str) -> LaunchSpec:
         """Add the reference's Ascend-only defaults once the device kind is known."""
         if kind != "ascend" or self.profile is not None:

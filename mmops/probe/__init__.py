@@ -3,7 +3,8 @@
 Public API (imported lazily, so ``import mmops.probe.request`` does not pull in httpx):
 
 - :func:`run_suite` / :func:`run_suite_async` -> :class:`SuiteResult` of :class:`CaseResult`
-- :class:`ChatRequest`, :class:`Sampling`, :class:`Turn`, :func:`stop_token_ids_for_model`
+- :class:`ChatRequest`, :class:`Sampling`, :class:`Turn`, :func:`stop_token_ids_for_model`,
+  :func:`modality_of`, :func:`sampling_value`
 - :func:`load_media`, :class:`MediaError`
 - :class:`LoadStats`, :func:`summarize`, :func:`percentile`
 """
@@ -27,6 +28,8 @@ _EXPORTS = {
     "Sampling": "mmops.probe.request",
     "Turn": "mmops.probe.request",
     "stop_token_ids_for_model": "mmops.probe.request",
+    "modality_of": "mmops.probe.request",
+    "sampling_value": "mmops.probe.request",
     "load_media": "mmops.probe.media",
     "Media": "mmops.probe.media",
     "MediaError": "mmops.probe.media",

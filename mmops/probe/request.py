@@ -9,13 +9,15 @@ generalises the turn to several images, a ``video_url`` and several turns.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from mmops.probe.media import Media
 
 Role = Literal["user", "assistant", "system"]
+MODALITIES = ("text", "image", "multi-image", "video", "multi-turn")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,47 @@ class Sampling:
         if self.stop_token_ids is not None:
             out["stop_token_ids"] = list(self.stop_token_ids)
         return out
+
+
+# Rules of vLLM's SamplingParams._verify_args, as (kind, test, what the value must be). top_k 0
+# means "off" only from the vLLM release that accepts it ("top_k must be 0 (disable), or at least
+# 1"); earlier ones refuse it ("must be -1 (disable), or at least 1"), so a portable suite uses -1.
+_SAMPLING_RULES: dict[str, tuple[type, Callable[[Any], bool] | None, str]] = {
+    "max_tokens": (int, lambda v: v >= 1, "an integer >= 1"),
+    "temperature": (float, lambda v: v >= 0, ">= 0"),
+    "top_k": (int, lambda v: v == -1 or v >= 1, "-1 (off) or an integer >= 1"),
+    "top_p": (float, lambda v: 0 < v <= 1, "in (0, 1]"),
+    "ignore_eos": (bool, None, "true or false"),
+    "repetition_penalty": (float, lambda v: v > 0, "> 0"),
+    "stop_token_ids": (tuple, None, "a list of integers"),
+}
+_KIND_NAMES = {int: "an integer", float: "a number", bool: "true or false"}
+
+
+def sampling_value(name: str, value: Any) -> Any:
+    """``value`` checked as the sampling parameter ``name`` and normalised (numbers as float,
+    token ids as a tuple). Raises ``ValueError("must be ...")``, which callers complete with
+    where the value came from; ``KeyError`` for a name :class:`Sampling` does not have."""
+    kind, ok, rule = _SAMPLING_RULES[name]
+    if kind is tuple:
+        if value is None:
+            return None
+        if not isinstance(value, (list, tuple)) or not all(_is_int(v) for v in value):
+            raise ValueError(f"must be {rule}")
+        return tuple(value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"must be {rule}")
+        return value
+    if not (_is_int(value) or (kind is float and isinstance(value, float))):
+        raise ValueError(f"must be {_KIND_NAMES[kind]}")
+    if ok is not None and not ok(value):
+        raise ValueError(f"must be {rule}")
+    return float(value) if kind is float else value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -92,15 +135,28 @@ class ChatRequest:
 
     @property
     def modality(self) -> str:
-        images = sum(len(t.images) for t in self.turns)
-        video = any(t.video is not None for t in self.turns)
-        if len([t for t in self.turns if t.role == "user"]) > 1:
-            return "multi-turn"
-        if video:
-            return "video"
-        if images > 1:
-            return "multi-image"
-        return "image" if images else "text"
+        return modality_of(self.turns)
+
+
+class _Message(Protocol):
+    @property
+    def role(self) -> str: ...
+    @property
+    def images(self) -> tuple[Any, ...]: ...
+    @property
+    def video(self) -> Any: ...
+
+
+def modality_of(turns: Iterable[_Message]) -> str:
+    """The modality turns amount to (a request's, or what a suite case's ``modality:`` must say):
+    several user turns are multi-turn; else any video is video; else by the number of images."""
+    turns = tuple(turns)
+    if sum(1 for t in turns if t.role == "user") > 1:
+        return "multi-turn"
+    if any(t.video is not None for t in turns):
+        return "video"
+    images = sum(len(t.images) for t in turns)
+    return "multi-image" if images > 1 else "image" if images else "text"
 
 
 # Stop tokens: the reference returns [0, 92543, 92542] whenever config.json's first architecture

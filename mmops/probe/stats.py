@@ -59,7 +59,7 @@ class Distribution:
         return cls(
             count=len(values),
             mean=statistics.fmean(values),
-            median=statistics.median(values),
+            median=percentile(values, 50.0),  # the one percentile rule, as np.median
             std=statistics.pstdev(values),
             min=min(values),
             max=max(values),

@@ -38,7 +38,8 @@ A suite file::
 Where a bare name (``smoke``, ``tiny-cpu``) is looked up, in order: each directory of
 ``$MMOPS_CHECKS_DIR`` (os.pathsep-separated), then ``checks/`` of the source tree mmops runs
 from. Anything with a ``/`` or a ``.yaml``/``.yml`` suffix is a path. A bad file raises
-:class:`SuiteError` with one line naming the file, the case and the key.
+:class:`SuiteError` with one line naming the file, the line and the key
+(``checks/x.yaml:12: key 'cases[2].sampling.top_p' must be in (0, 1], got 1.5``).
 """
 
 from __future__ import annotations
@@ -48,14 +49,23 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import yaml
 
 from mmops.errors import SuiteError
-from mmops.probe.request import Sampling
+from mmops.probe.request import MODALITIES, Sampling, modality_of, sampling_value
+from mmops.yamlcheck import (
+    Located,
+    choice,
+    compose_file,
+    mapping,
+    mapping_items,
+    scalar,
+    sequence_items,
+    to_python,
+)
 
-MODALITIES = ("text", "image", "multi-image", "video", "multi-turn")
 ROLES = ("user", "assistant", "system")
 REPO_CHECKS = Path(__file__).resolve().parents[2] / "checks"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -145,16 +155,6 @@ def adhoc_suite(
     return Suite(name="adhoc", cases=(case,), description="from the command line")
 
 
-def modality_of(turns: tuple[TurnSpec, ...]) -> str:
-    """The modality a list of turns amounts to (what `modality:` must say)."""
-    if sum(1 for t in turns if t.role == "user") > 1:
-        return "multi-turn"
-    if any(t.video for t in turns):
-        return "video"
-    images = sum(len(t.images) for t in turns)
-    return "multi-image" if images > 1 else "image" if images else "text"
-
-
 def suite_dirs() -> list[Path]:
     """Directories searched for a bare suite name, in order."""
     dirs = [Path(p) for p in os.environ.get("MMOPS_CHECKS_DIR", "").split(os.pathsep) if p]
@@ -187,254 +187,226 @@ def resolve_suite(path_or_name: str | Path) -> Path:
 
 def load_suite(path_or_name: str | Path) -> Suite:
     """Load and validate a suite by file path or bare name (see module docstring)."""
-    path = resolve_suite(path_or_name)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SuiteError(f"{path}: not valid YAML: {problem}{where}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SuiteError(f"{path}: cannot read: {exc}") from None
-    return parse_suite(data, path)
+    return parse_suite(compose_file(resolve_suite(path_or_name), SuiteError))
 
 
-def parse_suite(data: Any, path: Path) -> Suite:
-    """Validate already-parsed YAML; media paths resolve against ``path``'s directory."""
-    top = _Ctx(path)
-    if not isinstance(data, dict):
-        top.fail(None, "must be a mapping with a 'cases' list")
-    top.known(data, ("name", "description", "defaults", "cases"), None)
-    name = data.get("name", path.stem)
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        top.fail("name", f"must be a word of letters, digits, '._-', got {name!r}")
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        top.fail("description", "must be a string")
-    defaults = data.get("defaults") or {}
-    if not isinstance(defaults, dict):
-        top.fail("defaults", "must be a mapping")
-    top.known(defaults, ("sampling", "stream", "timeout_s", "expect"), "defaults.")
-    cases_raw = data.get("cases")
-    if not isinstance(cases_raw, list) or not cases_raw:
-        top.fail("cases", "must be a non-empty list of cases")
-    cases: list[Case] = []
-    for i, raw in enumerate(cases_raw):
-        label = (
-            raw.get("name") if isinstance(raw, dict) and isinstance(raw.get("name"), str) else None
+def parse_suite(root: Located) -> Suite:
+    """Validate a composed suite file; media paths resolve against its directory."""
+    top = mapping(root, SuiteError, _TOP_KEYS)
+    name = _name(top["name"]) if "name" in top else root.file.stem
+    if not _NAME_RE.match(name):
+        raise root.error(
+            f"has no 'name', and its file name {name!r} is not a word of letters, digits, '._-'",
+            SuiteError,
         )
-        ctx = _Ctx(path, f"#{i + 1}" if label is None else label)
-        if not isinstance(raw, dict):
-            ctx.fail(None, "must be a mapping")
-        case = _parse_case(raw, defaults, ctx, path.parent)
-        if any(c.name == case.name for c in cases):
-            ctx.fail("name", "is used by an earlier case; names must be unique")
-        over = case.expect.prompt_tokens_over
-        if over is not None and not any(c.name == over[0] for c in cases):
-            ctx.fail("expect.prompt_tokens_over.case", f"{over[0]!r} is not an earlier case")
-        cases.append(case)
-    return Suite(name=name, cases=tuple(cases), description=description, path=path)
+    description = scalar(top["description"], (str,), SuiteError) if "description" in top else ""
+    defaults = _parse_defaults(top["defaults"]) if "defaults" in top else _Defaults()
+    if "cases" not in top:
+        raise root.error("needs a non-empty 'cases' list", SuiteError)
+    items = sequence_items(top["cases"], SuiteError)
+    if not items:
+        raise top["cases"].error("must be a non-empty list of cases", SuiteError)
+    cases: list[Case] = []
+    for loc in items:
+        cases.append(_parse_case(loc, defaults, root.file.parent, cases))
+    return Suite(name=name, cases=tuple(cases), description=description, path=root.file)
 
 
-class _Ctx:
-    """Where a value sits, for one-line errors: file, case, key."""
-
-    def __init__(self, path: Path, case: str | None = None) -> None:
-        self.path = path
-        self.case = case
-
-    def fail(self, key: str | None, message: str) -> NoReturn:
-        where = [str(self.path)]
-        if self.case is not None:
-            where.append(f"case {self.case!r}")
-        if key is not None:
-            where.append(f"key {key!r}")
-        raise SuiteError(": ".join(where) + f": {message}")
-
-    def known(self, mapping: dict, allowed: tuple[str, ...], prefix: str | None) -> None:
-        for key in mapping:
-            if key not in allowed:
-                self.fail(f"{prefix or ''}{key}", f"unknown key (allowed: {', '.join(allowed)})")
-
-
-_SAMPLING_KEYS = tuple(f.name for f in fields(Sampling))
+_TOP_KEYS = ("name", "description", "defaults", "cases")
+_DEFAULT_KEYS = ("sampling", "stream", "timeout_s", "expect")
 _CASE_KEYS = (
     "name", "modality", "prompt", "images", "video", "turns", "stream", "sampling",
     "timeout_s", "expect",
 )  # fmt: skip
+_TURN_KEYS = ("role", "text", "images", "video")
+_SAMPLING_KEYS = tuple(f.name for f in fields(Sampling))
+_EXPECT_KEYS = tuple(f.name for f in fields(Expect))
 
 
-def _parse_case(raw: dict, defaults: dict, ctx: _Ctx, base: Path) -> Case:
-    ctx.known(raw, _CASE_KEYS, None)
-    name = raw.get("name")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        ctx.fail("name", f"must be a word of letters, digits, '._-', got {name!r}")
-    modality = raw.get("modality")
-    if modality not in MODALITIES:
-        ctx.fail("modality", f"must be one of {', '.join(MODALITIES)}, got {modality!r}")
+def _name(loc: Located) -> str:
+    name = scalar(loc, (str,), SuiteError)
+    if not _NAME_RE.match(name):
+        raise loc.error(f"must be a word of letters, digits, '._-', got {name!r}", SuiteError)
+    return name
 
-    if "turns" in raw:
+
+@dataclass
+class _Defaults:
+    """``defaults:`` validated where it stands, merged into each case key by key."""
+
+    sampling: dict[str, Any] = field(default_factory=dict)
+    stream: bool = False
+    timeout_s: float | None = None
+    expect: dict[str, tuple[Any, Located]] = field(default_factory=dict)
+
+
+def _parse_defaults(loc: Located) -> _Defaults:
+    given = mapping(loc, SuiteError, _DEFAULT_KEYS)
+    out = _Defaults()
+    if "sampling" in given:
+        out.sampling = _parse_sampling(given["sampling"])
+    if "stream" in given:
+        out.stream = scalar(given["stream"], (bool,), SuiteError)
+    if "timeout_s" in given:
+        out.timeout_s = _positive(given["timeout_s"])
+    if "expect" in given:
+        out.expect = _parse_expect(given["expect"])
+    return out
+
+
+def _parse_case(loc: Located, defaults: _Defaults, base: Path, earlier: list[Case]) -> Case:
+    given = mapping(loc, SuiteError, _CASE_KEYS)
+    if "name" not in given:
+        raise loc.error(
+            "has no 'name': give each case a word of letters, digits, '._-'", SuiteError
+        )
+    name = _name(given["name"])
+    if any(c.name == name for c in earlier):
+        raise given["name"].error("is used by an earlier case; names must be unique", SuiteError)
+    if "modality" not in given:
+        raise loc.error(f"has no 'modality': one of {', '.join(MODALITIES)}", SuiteError)
+    modality = choice(given["modality"], MODALITIES, SuiteError)
+
+    if "turns" in given:
         for key in ("prompt", "images", "video"):
-            if key in raw:
-                ctx.fail(key, "cannot be combined with 'turns'; put it in a turn")
-        turns_raw = raw["turns"]
-        if not isinstance(turns_raw, list) or not turns_raw:
-            ctx.fail("turns", "must be a non-empty list of {role, text, images, video}")
-        turns = tuple(_parse_turn(t, ctx, f"turns[{j}].", base) for j, t in enumerate(turns_raw))
+            if key in given:
+                raise given[key].error(
+                    "cannot be combined with 'turns'; put it in a turn", SuiteError
+                )
+        items = sequence_items(given["turns"], SuiteError)
+        if not items:
+            raise given["turns"].error(
+                "must be a non-empty list of {role, text, images, video}", SuiteError
+            )
+        turns = []
+        for item in items:
+            turn_keys = mapping(item, SuiteError, _TURN_KEYS)
+            turns.append(_parse_turn(turn_keys, "text", base))
         if turns[-1].role != "user":
-            ctx.fail(f"turns[{len(turns) - 1}].role", "the last turn must be the user's")
+            raise turn_keys["role"].error("the last turn must be the user's", SuiteError)
     else:
-        if not isinstance(raw.get("prompt", ""), str):
-            ctx.fail("prompt", "must be a string")
-        turns = (_parse_turn({k: raw[k] for k in ("images", "video") if k in raw}
-                             | {"text": raw.get("prompt", "")}, ctx, "", base),)  # fmt: skip
+        turns = [_parse_turn(given, "prompt", base)]
     if not any(t.text or t.images or t.video for t in turns):
-        ctx.fail("prompt", "the request is empty: give a prompt, images or a video")
+        raise loc.error("the request is empty: give a prompt, images or a video", SuiteError)
     actual = modality_of(turns)
     if actual != modality:
-        ctx.fail("modality", f"says {modality!r} but the case's content makes it {actual!r}")
+        raise given["modality"].error(
+            f"says {modality!r} but the case's content makes it {actual!r}", SuiteError
+        )
 
-    sampling_raw = {**(defaults.get("sampling") or {}), **(raw.get("sampling") or {})}
-    sampling = _parse_sampling(sampling_raw, ctx)
-    stream = raw.get("stream", defaults.get("stream", False))
-    if not isinstance(stream, bool):
-        ctx.fail("stream", f"must be true or false, got {stream!r}")
-    timeout = raw.get("timeout_s", defaults.get("timeout_s"))
-    if timeout is not None:
-        timeout = _number(timeout, ctx, "timeout_s", positive=True)
-    expect_raw = {**(defaults.get("expect") or {}), **(raw.get("expect") or {})}
-    expect = _parse_expect(expect_raw, ctx)
-    if expect.max_ttft_s is not None and not stream:
-        ctx.fail("expect.max_ttft_s", "needs 'stream: true': TTFT is only measured on a stream")
-    return Case(name, modality, turns, sampling, stream, timeout, expect)
+    sampling = {**defaults.sampling}
+    if "sampling" in given:
+        sampling.update(_parse_sampling(given["sampling"]))
+    stream = scalar(given["stream"], (bool,), SuiteError) if "stream" in given else defaults.stream
+    timeout = _positive(given["timeout_s"]) if "timeout_s" in given else defaults.timeout_s
+    expect = {**defaults.expect}
+    if "expect" in given:
+        expect.update(_parse_expect(given["expect"]))
+    if "max_ttft_s" in expect and not stream:
+        raise expect["max_ttft_s"][1].error(
+            "needs 'stream: true': TTFT is only measured on a stream", SuiteError
+        )
+    if "prompt_tokens_over" in expect:
+        (over, _), where = expect["prompt_tokens_over"]
+        if not any(c.name == over for c in earlier):
+            raise where.error(f"{over!r} is not an earlier case", SuiteError)
+    return Case(
+        name, modality, tuple(turns), Sampling(**sampling), stream, timeout,
+        Expect(**{key: value for key, (value, _) in expect.items()}),
+    )  # fmt: skip
 
 
-def _parse_turn(raw: Any, ctx: _Ctx, prefix: str, base: Path) -> TurnSpec:
-    if not isinstance(raw, dict):
-        ctx.fail(prefix.rstrip(".") or "turns", "must be a mapping {role, text, images, video}")
-    if prefix:
-        ctx.known(raw, ("role", "text", "images", "video"), prefix)
-    role = raw.get("role", "user")
-    if role not in ROLES:
-        ctx.fail(f"{prefix}role", f"must be one of {', '.join(ROLES)}, got {role!r}")
-    text = raw.get("text", "")
-    if not isinstance(text, str):
-        ctx.fail(f"{prefix}text" if prefix else "prompt", "must be a string")
-    images_raw = raw.get("images", [])
-    if isinstance(images_raw, str):
-        images_raw = [images_raw]
-    if not isinstance(images_raw, list):
-        ctx.fail(f"{prefix}images", "must be a list of paths or URLs")
-    images = tuple(
-        _media_ref(v, ctx, f"{prefix}images[{k}]", base) for k, v in enumerate(images_raw)
-    )
-    video = raw.get("video")
-    if video is not None:
-        video = _media_ref(video, ctx, f"{prefix}video", base)
+def _parse_turn(given: dict[str, Located], text_key: str, base: Path) -> TurnSpec:
+    """One turn from a turn mapping, or from the case itself (``prompt`` is its text)."""
+    role = choice(given["role"], ROLES, SuiteError) if "role" in given else "user"
+    text = scalar(given[text_key], (str,), SuiteError) if text_key in given else ""
+    images: tuple[str, ...] = ()
+    if "images" in given:
+        loc = given["images"]
+        refs = [loc] if isinstance(loc.node, yaml.ScalarNode) else sequence_items(loc, SuiteError)
+        images = tuple(_media_ref(ref, base) for ref in refs)
+    video = _media_ref(given["video"], base) if "video" in given else None
     if role != "user" and (images or video):
-        ctx.fail(f"{prefix}role", f"only user turns carry images or video, not {role!r}")
+        raise given["role"].error(
+            f"only user turns carry images or video, not {role!r}", SuiteError
+        )
     return TurnSpec(role=role, text=text, images=images, video=video)
 
 
-def _media_ref(value: Any, ctx: _Ctx, key: str, base: Path) -> str:
+def _media_ref(loc: Located, base: Path) -> str:
+    value = to_python(loc)
     if not isinstance(value, str) or not value:
-        ctx.fail(key, "must be a file path or an http(s)/data: URL")
+        raise loc.error("must be a file path or an http(s)/data: URL", SuiteError)
     if value.startswith(("http://", "https://", "data:")):
         return value
     path = (base / value).expanduser() if not Path(value).is_absolute() else Path(value)
     if not path.is_file():
-        ctx.fail(key, f"{value}: no such file (paths are relative to the suite file)")
+        raise loc.error(f"{value}: no such file (paths are relative to the suite file)", SuiteError)
     return str(path)
 
 
-def _parse_sampling(raw: Any, ctx: _Ctx) -> Sampling:
-    if not isinstance(raw, dict):
-        ctx.fail("sampling", "must be a mapping")
-    ctx.known(raw, _SAMPLING_KEYS, "sampling.")
+def _parse_sampling(loc: Located) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for key, value in raw.items():
-        k = f"sampling.{key}"
-        if key == "ignore_eos":
-            if not isinstance(value, bool):
-                ctx.fail(k, f"must be true or false, got {value!r}")
-            values[key] = value
-        elif key == "stop_token_ids":
-            if value is not None and (
-                not isinstance(value, list)
-                or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-            ):
-                ctx.fail(k, f"must be a list of integers, got {value!r}")
-            values[key] = tuple(value) if value is not None else None
-        elif key in ("max_tokens", "top_k"):
-            if not isinstance(value, int) or isinstance(value, bool):
-                ctx.fail(k, f"must be an integer, got {value!r}")
-            if key == "max_tokens" and value < 1:
-                ctx.fail(k, f"must be >= 1, got {value}")
-            if key == "top_k" and value < -1:
-                ctx.fail(k, f"must be -1 (off) or a positive integer, got {value}")
-            values[key] = value
-        else:
-            values[key] = _number(value, ctx, k, positive=key == "repetition_penalty")
-            if key == "top_p" and not 0 < values[key] <= 1:
-                ctx.fail(k, f"must be in (0, 1], got {value}")
-            if key == "temperature" and values[key] < 0:
-                ctx.fail(k, f"must be >= 0, got {value}")
-    return Sampling(**values)
+    for key, sub in mapping_items(loc, SuiteError, _SAMPLING_KEYS):
+        value = to_python(sub)
+        try:
+            values[key] = sampling_value(key, value)
+        except ValueError as exc:
+            raise sub.error(f"{exc}, got {value!r}", SuiteError) from None
+    return values
 
 
-def _parse_expect(raw: Any, ctx: _Ctx) -> Expect:
-    if not isinstance(raw, dict):
-        ctx.fail("expect", "must be a mapping")
-    allowed = tuple(f.name for f in fields(Expect))
-    ctx.known(raw, allowed, "expect.")
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        k = f"expect.{key}"
+def _parse_expect(loc: Located) -> dict[str, tuple[Any, Located]]:
+    """Each given expectation with where it stands (a check across keys points there)."""
+    out: dict[str, tuple[Any, Located]] = {}
+    for key, sub in mapping_items(loc, SuiteError, _EXPECT_KEYS):
+        where = sub
         if key == "non_empty":
-            if not isinstance(value, bool):
-                ctx.fail(k, f"must be true or false, got {value!r}")
-            out[key] = value
+            value: Any = scalar(sub, (bool,), SuiteError)
         elif key == "status":
-            if not isinstance(value, int) or isinstance(value, bool) or not 100 <= value <= 599:
-                ctx.fail(k, f"must be an HTTP status code, got {value!r}")
-            out[key] = value
+            value = scalar(sub, (int,), SuiteError)
+            if not 100 <= value <= 599:
+                raise sub.error(f"must be an HTTP status code, got {value!r}", SuiteError)
         elif key in ("finish_reason", "contains"):
-            items = [value] if isinstance(value, str) else value
-            if (
-                not isinstance(items, list)
-                or not items
-                or not all(isinstance(s, str) and s for s in items)
-            ):
-                ctx.fail(k, f"must be a string or a list of strings, got {value!r}")
-            out[key] = tuple(items)
+            value = _strings(sub)
         elif key == "regex":
-            if not isinstance(value, str):
-                ctx.fail(k, f"must be a string, got {value!r}")
+            value = scalar(sub, (str,), SuiteError)
             try:
                 re.compile(value)
             except re.error as exc:
-                ctx.fail(k, f"is not a valid regular expression: {exc}")
-            out[key] = value
+                raise sub.error(f"is not a valid regular expression: {exc}", SuiteError) from None
         elif key == "prompt_tokens_over":
-            if not isinstance(value, dict) or set(value) - {"case", "min"} or "case" not in value:
-                ctx.fail(k, "must be a mapping {case: NAME, min: N}")
-            margin = value.get("min", 1)
-            if not isinstance(margin, int) or isinstance(margin, bool) or margin < 0:
-                ctx.fail(f"{k}.min", f"must be an integer >= 0, got {margin!r}")
-            out[key] = (str(value["case"]), margin)
+            over = mapping(sub, SuiteError, ("case", "min"))
+            if "case" not in over:
+                raise sub.error("must be a mapping {case: NAME, min: N}", SuiteError)
+            where = over["case"]
+            margin = _count(over["min"]) if "min" in over else 1
+            value = (scalar(where, (str,), SuiteError), margin)
         elif key in ("min_prompt_tokens", "completion_tokens", "min_completion_tokens"):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                ctx.fail(k, f"must be an integer >= 0, got {value!r}")
-            out[key] = value
+            value = _count(sub)
         else:  # max_latency_s, max_ttft_s
-            out[key] = _number(value, ctx, k, positive=True)
-    return Expect(**out)
+            value = _positive(sub)
+        out[key] = (value, where)
+    return out
 
 
-def _number(value: Any, ctx: _Ctx, key: str, *, positive: bool = False) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        ctx.fail(key, f"must be a number, got {value!r}")
-    if positive and value <= 0:
-        ctx.fail(key, f"must be > 0, got {value!r}")
-    return float(value)
+def _strings(loc: Located) -> tuple[str, ...]:
+    value = to_python(loc)
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(s, str) and s for s in items):
+        raise loc.error(f"must be a string or a list of strings, got {value!r}", SuiteError)
+    return tuple(items)
+
+
+def _count(loc: Located) -> int:
+    value = scalar(loc, (int,), SuiteError)
+    if value < 0:
+        raise loc.error(f"must be an integer >= 0, got {value!r}", SuiteError)
+    return value
+
+
+def _positive(loc: Located) -> float:
+    value = scalar(loc, (float,), SuiteError)
+    if value <= 0:
+        raise loc.error(f"must be > 0, got {value!r}", SuiteError)
+    return value

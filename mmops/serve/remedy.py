@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from mmops.diagnose.table import Remedy, Signature, merge_alloc_conf, resolve_remedy
+from mmops.diagnose.table import Remedy, Signature, resolve_remedy
 from mmops.errors import MmopsError
 from mmops.launch import flags as vllm_flags
+from mmops.launch.allocator import merge_alloc_conf
 from mmops.launch.spec import LaunchSpec
 
 
@@ -76,9 +77,7 @@ def propose(
             remedy,
             old,
             new,
-            replace(
-                spec, env={**spec.env, remedy.name: new}, defaults=spec.defaults - {remedy.name}
-            ),
+            spec.with_env(remedy.name, new),
         )
     if remedy.kind == "arg_set":
         name = vllm_flags.canonical(remedy.name)
@@ -94,7 +93,7 @@ def propose(
             remedy,
             old,
             new_val,
-            replace(spec, args={**spec.args, name: new_val}, defaults=spec.defaults - {name}),
+            spec.with_arg(name, new_val),
         )
     raise ValueError(f"signature {signature.id}: unknown remedy kind {remedy.kind!r}")
 

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,12 +44,6 @@ def utc_stamp(t: float | None = None) -> str:
     return datetime.fromtimestamp(time.time() if t is None else t, timezone.utc).strftime(
         "%Y%m%dT%H%M%SZ"
     )
-
-
-def iso_time(t: float) -> str:
-    """Event timestamps: ISO 8601 UTC with milliseconds."""
-    dt = datetime.fromtimestamp(t, timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -155,21 +148,3 @@ def attempts(run_dir: Path) -> list[int]:
         if m:
             nums.append(int(m.group(1)))
     return sorted(nums)
-
-
-def read_events(run_dir: Path) -> list[dict[str, Any]]:
-    """Every complete event; a torn last line (mmops killed mid-write) is skipped."""
-    return list(iter_events(run_dir / "events.jsonl"))
-
-
-def iter_events(path: Path) -> Iterator[dict[str, Any]]:
-    if not path.exists():
-        return
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                break
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue

@@ -1,69 +1,62 @@
-"""Launch and babysit one vLLM server: an explicit state machine driven by asyncio.
+"""Launch and babysit one vLLM server: the state machine, driven by asyncio.
 
-States: STOPPED -> STARTING -> READY, and from there UNHEALTHY / BACKOFF / FAILED / STOPPING.
-Every transition is an Event (time, state, attempt, reason, fields) handed to the run folder,
-to an ``on_event`` callback and to any ``events()`` subscriber; the class prints nothing, so the
-CLI and the TUI render the same stream.
+States (``serve.states``): STOPPED -> STARTING -> READY, and from there UNHEALTHY / BACKOFF /
+FAILED / STOPPING. Every transition is a typed event (``serve.events``) with a sequence number,
+written to the run folder, handed to ``on_event`` and to every ``events(since)`` subscriber; the
+class prints nothing, so the CLI and the TUI render the same stream. The Supervisor is an
+:class:`~mmops.serve.events.EventSource`: ``snapshot()``, ``events(since)``, ``read_log()``,
+``stop()``, ``restart()``.
 
-- The child runs under the reaper of ``mmops.serve.reaper`` in its own process group: a stop signals
-  the group (SIGINT, then SIGTERM, then SIGKILL to the group and every descendant), and no vLLM
-  process survives mmops, even a SIGKILLed one.
-- Output is read in chunks off the event loop's pipe, written to ``attempt-N.log`` as complete
-  lines (secrets masked) and kept as a bounded tail in memory; nothing in that path waits on
-  anything but the pipe, so a log flood never delays a state decision.
-- Ready = the process is alive, ``/health`` answers 200, ``/v1/models`` lists the model, and
-  (when the spec names a suite) one sample request passes. Liveness keeps polling ``/health``,
-  watches for the engine dying behind a live API (log line, 5xx health, or an engine process
-  of the tree gone) and turns that into UNHEALTHY and a restart.
+Its parts live beside it: ``child`` (spawn under the reaper, pipe -> attempt log, stop ladder),
+``health`` (readiness, liveness), ``policy`` (backoff, window, reset), ``remedy`` (one change
+per retry). What it decides here:
+
 - A failure is classified by ONE function, :func:`classify_attempt`. A cause that retrying
   cannot fix goes to FAILED with its fix; one with a remedy gets exactly that change on the next
-  attempt; others retry with capped, jittered exponential backoff, reset after a healthy
-  period, until ``max_attempts`` within ``window_s`` -> FAILED.
+  attempt; others retry with backoff until the policy gives up -> FAILED.
 - A requested stop is never a crash: whatever the child logs while stopping (vLLM logs
   EngineDeadError on SIGTERM) is not classified.
+- Output lines are batched for views (one ``LogLines`` per ~50 ms) and watched for the engine
+  dying behind a live API and for start-up phases (``diagnose.phases``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import re
-import signal
-import tempfile
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import Enum
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-import psutil
-
 from mmops import redact
+from mmops.diagnose.phases import PhaseTracker
 from mmops.diagnose.table import Signature, load_signatures, render_fix
 from mmops.errors import MmopsError
 from mmops.launch.plan import Plan, build_plan
 from mmops.launch.spec import LaunchSpec
-from mmops.serve import reaper as procmod
-from mmops.serve import remedy
-from mmops.serve.runs import Run, iso_time
+from mmops.serve import health, reaper, remedy
+from mmops.serve.child import Child
+from mmops.serve.events import (
+    AnyEvent,
+    Json,
+    LogLines,
+    PhaseReached,
+    StateChanged,
+    Status,
+    fold,
+    to_dict,
+)
+from mmops.serve.logstore import LogChunk, read_range
+from mmops.serve.policy import Backoff
+from mmops.serve.runs import Run
+from mmops.serve.states import TERMINAL, State
 
-
-class State(str, Enum):
-    STOPPED = "STOPPED"
-    STARTING = "STARTING"
-    READY = "READY"
-    UNHEALTHY = "UNHEALTHY"
-    BACKOFF = "BACKOFF"
-    FAILED = "FAILED"
-    STOPPING = "STOPPING"
-
-
-TERMINAL = frozenset({State.STOPPED, State.FAILED})
+__all__ = ["Cause", "Options", "State", "Supervisor", "classify_attempt"]
 
 # Lines saying the engine is dead while the API process may still answer. Real examples:
 #   "vllm.v1.engine.exceptions.EngineDeadError: EngineCore encountered an issue. See stack
@@ -76,26 +69,7 @@ _ENGINE_DEAD_BUILTIN = (
     r"Engine background task failed",
     r"EngineCore encountered a fatal error",
 )
-
-
-@dataclass(frozen=True)
-class Event:
-    """One supervisor event. ``fields`` carries the details of this kind of event."""
-
-    time: float
-    state: State
-    attempt: int
-    reason: str
-    fields: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "time": iso_time(self.time),
-            "state": self.state.value,
-            "attempt": self.attempt,
-            "reason": self.reason,
-            **self.fields,
-        }
+LINE_BATCH_S = 0.05  # a flood costs a view one update per this many seconds
 
 
 @dataclass(frozen=True)
@@ -140,19 +114,14 @@ def classify_attempt(
     mmops began stopping it. ``mmops.diagnose.scan`` ranks them: the root cause over its
     consequences (EngineDeadError, dead workers), which stand in only when nothing better shows.
     """
-    from mmops.diagnose.logread import Source
-    from mmops.diagnose.scan import diagnose_sources
+    from mmops.diagnose.scan import diagnose_lines
 
     if not lines:
         return None
-    # diagnose reads files (its pre-filter scans bytes at C speed); the tail goes through one.
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".log", prefix="mmops-") as fh:
-        fh.write("\n".join(lines) + "\n")
-        fh.flush()
-        try:
-            incident = diagnose_sources([Source(label, Path(fh.name))])
-        except MmopsError:  # nothing to read
-            return None
+    try:
+        incident = diagnose_lines(lines, label)
+    except MmopsError:  # nothing to read
+        return None
     finding = incident.cause
     if finding is None:
         return None
@@ -165,6 +134,8 @@ def classify_attempt(
         finding.fix,
         finding.role,
     )
+
+
 
 
 @dataclass(frozen=True)
@@ -188,7 +159,7 @@ SuiteProbe = Callable[[str, str | None], Awaitable[tuple[bool, str]]]
 
 @dataclass
 class _Outcome:
-    kind: str  # exit | unhealthy | timeout | stopped
+    kind: str  # exit | unhealthy | timeout | stopped | restart
     reason: str
     returncode: int | None = None
     ready_for_s: float = 0.0
@@ -198,8 +169,8 @@ class _Outcome:
 
 
 class Supervisor:
-    """Runs one server through its life. Drive it with ``start()``, ``stop()``, ``wait()``;
-    watch it with ``state``, ``on_event``/``events()`` and ``on_lines``."""
+    """Runs one server through its life. Drive it with ``start()``, ``stop()``, ``restart()``,
+    ``wait()``; watch it with ``snapshot()``, ``events(since)``, ``on_event`` and ``on_lines``."""
 
     def __init__(
         self,
@@ -208,7 +179,7 @@ class Supervisor:
         planner: Planner | None = None,
         run: Run | None = None,
         options: Options | None = None,
-        on_event: Callable[[Event], None] | None = None,
+        on_event: Callable[[StateChanged], None] | None = None,
         on_lines: Callable[[int, list[str]], None] | None = None,
         suite_probe: SuiteProbe | None = None,
         rng: random.Random | None = None,
@@ -221,47 +192,62 @@ class Supervisor:
         self.on_event = on_event
         self.on_lines = on_lines
         self.suite_probe = suite_probe if suite_probe is not None else _default_suite_probe(spec)
-        self.rng = rng or random.Random()
         self.base_env = dict(os.environ if base_env is None else base_env)
 
-        self.state = State.STOPPED
         self.attempt = 0
-        self.events: list[Event] = []
+        self.history: list[AnyEvent] = []  # every event but log lines, in order
         self.changes: list[remedy.Change] = []  # remedies applied so far, in order
         self.cause: Cause | None = None  # cause of the last failed attempt
         self.ready_count = 0
         self.plan: Plan | None = None
         self.pid: int | None = None  # the attempt's process group (the reaper's pid)
 
+        self._status = Status(max_attempts=spec.restart.max_attempts)
+        self._seq = 0
         self._task: asyncio.Task[State] | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
+        self._restart = asyncio.Event()
         self._alarm = asyncio.Event()  # set by the reader when the engine is reported dead
         self._dead_line: str | None = None
-        self._subscribers: list[asyncio.Queue[Event | None]] = []
+        self._subscribers: list[asyncio.Queue[AnyEvent | None]] = []
         self._waiters: list[tuple[frozenset[State], asyncio.Future[State]]] = []
-        self._failures: deque[float] = deque()
-        self._level = 0
+        self._backoff = Backoff(spec.restart, rng)
         self._tail: deque[str] = deque(maxlen=self.options.tail_lines)
         self._lines_total = 0
+        self._pending: list[str] = []
+        self._pending_first = 1
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._phases = PhaseTracker()
         self._ready_at: float | None = None
         sigs = load_signatures()
         dead = [p.pattern for s in sigs if s.id == "engine.dead" for p in s.patterns]
         self._dead_re = re.compile("|".join((*_ENGINE_DEAD_BUILTIN, *dead)))
 
-    # ------------------------------------------------------------------ public API
+    # ------------------------------------------------------------------ control
+
+    @property
+    def state(self) -> State:
+        return self._status.state
+
+    @property
+    def can_control(self) -> bool:
+        return True
 
     async def start(self) -> None:
-        """Begin supervising (returns at once; watch events or ``wait()``)."""
-        if self._task is not None:
+        """Begin supervising (returns at once; watch events or ``wait()``). After STOPPED or
+        FAILED, starts again with the next attempt number and fresh restart counters."""
+        if self._task is not None and not self._task.done():
             raise RuntimeError("supervisor already started")
+        if self._task is not None:
+            self._stop.clear()
+            self._force.clear()
+            self._backoff.reset()
         self._task = asyncio.get_running_loop().create_task(self._main())
 
     async def stop(self, force: bool = False) -> State:
         """Request a stop and wait until STOPPED (or FAILED). ``force`` skips to SIGKILL."""
-        self._stop.set()
-        if force:
-            self._force.set()
+        self.request_stop(force)
         if self._task is None:
             return self.state
         return await asyncio.shield(self._task)
@@ -271,6 +257,24 @@ class Supervisor:
         self._stop.set()
         if force:
             self._force.set()
+
+    async def restart(self) -> None:
+        """Stop the running attempt cleanly and start a fresh one (not counted as a failure);
+        when supervision has ended, start again."""
+        if self._task is None or self._task.done():
+            await self.start()
+        else:
+            self._restart.set()
+
+    def refuse(self, reason: str, **fields: Json) -> None:
+        """Record FAILED without starting (a failed preflight): attempt 0, the same event path."""
+        if self._task is not None and not self._task.done():
+            raise RuntimeError("supervisor is running")
+        self._emit(State.FAILED, reason, **fields)
+
+    def note(self, reason: str, **fields: Json) -> None:
+        """Record something that happened to the launch (a fix applied) without a new state."""
+        self._emit(self.state, reason, **fields)
 
     async def wait(self) -> State:
         """Wait until supervision ends; returns STOPPED or FAILED."""
@@ -289,20 +293,47 @@ class Supervisor:
         self._waiters.append((wanted, fut))
         return await fut
 
-    async def events(self) -> AsyncIterator[Event]:
-        """Every event from now on, until supervision ends."""
-        if self._task is not None and self._task.done():
-            return
-        queue: asyncio.Queue[Event | None] = asyncio.Queue()
+    # -------------------------------------------------------------- event source
+
+    def snapshot(self) -> Status:
+        return self._status
+
+    async def events(self, since: int = 0) -> AsyncIterator[AnyEvent]:
+        """Events with ``seq > since`` from the history, then live ones (log lines included)
+        until supervision ends. Subscribing first and replaying second loses nothing."""
+        queue: asyncio.Queue[AnyEvent | None] = asyncio.Queue()
         self._subscribers.append(queue)
         try:
+            last = since
+            for ev in list(self.history):
+                if ev.seq > last:
+                    last = ev.seq
+                    yield ev
+            if self._task is None or self._task.done():
+                return
             while True:
-                ev = await queue.get()
-                if ev is None:
+                item = await queue.get()
+                if item is None:
                     return
-                yield ev
+                if item.seq > last or isinstance(item, LogLines):
+                    last = max(last, item.seq)
+                    yield item
         finally:
             self._subscribers.remove(queue)
+
+    def log_path(self, attempt: int) -> Path | None:
+        return self.run.attempt_log(attempt) if self.run is not None else None
+
+    def read_log(self, attempt: int, offset: int = 0, limit: int = 1000) -> LogChunk:
+        path = self.log_path(attempt)
+        if path is None:
+            return LogChunk([], offset, offset)
+        return read_range(path, offset, limit)
+
+    @property
+    def transitions(self) -> list[StateChanged]:
+        """The state changes so far, in order (the history without phases)."""
+        return [e for e in self.history if isinstance(e, StateChanged)]
 
     @property
     def tail(self) -> list[str]:
@@ -314,24 +345,25 @@ class Supervisor:
         """The automatic changes in effect, if the server reached READY with them."""
         return list(self.changes) if self.ready_count else []
 
-    # -------------------------------------------------------------------- events
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
 
-    def _emit(self, state: State, reason: str, **fields: Any) -> Event:
-        ev = Event(
-            time.time(),
-            state,
-            self.attempt,
-            reason,
-            {k: v for k, v in fields.items() if v is not None},
-        )
-        self.state = state
-        self.events.append(ev)
-        if self.run is not None:
-            self.run.append_event(ev.to_dict())
-        if self.on_event is not None:
-            self.on_event(ev)
+    def _publish(self, ev: AnyEvent) -> None:
+        if not isinstance(ev, LogLines):
+            self.history.append(ev)
+            self._status = fold(self._status, ev)
+            if self.run is not None:
+                self.run.append_event(to_dict(ev))
         for q in self._subscribers:
             q.put_nowait(ev)
+
+    def _emit(self, state: State, reason: str, **fields: Any) -> StateChanged:
+        details: dict[str, Json] = {k: v for k, v in fields.items() if v is not None}
+        ev = StateChanged(self._next_seq(), time.time(), self.attempt, state, reason, details)
+        self._publish(ev)
+        if self.on_event is not None:
+            self.on_event(ev)
         for wanted, fut in list(self._waiters):
             if state in wanted and not fut.done():
                 fut.set_result(state)
@@ -345,11 +377,14 @@ class Supervisor:
             while True:
                 self.attempt += 1
                 outcome = await self._run_attempt()
+                if outcome.kind == "restart" and not self._stop.is_set():
+                    self._backoff.reset()
+                    continue
                 if outcome.kind == "stopped" or self._stop.is_set():
                     self._emit(
                         State.STOPPED,
                         "requested stop",
-                        exit=procmod.describe_exit(outcome.returncode),
+                        exit=reaper.describe_exit(outcome.returncode),
                         crash=False,
                     )
                     break
@@ -357,15 +392,16 @@ class Supervisor:
                     break
         except MmopsError as exc:  # a user mistake found while planning an attempt
             if self.pid is not None:
-                procmod.kill_tree(self.pid)
+                reaper.kill_tree(self.pid)
             self._emit(State.FAILED, str(exc), fix="Correct the launch and start again.")
         except BaseException as exc:
             if self.pid is not None:
-                procmod.kill_tree(self.pid)
+                reaper.kill_tree(self.pid)
             if not isinstance(exc, asyncio.CancelledError):
                 self._emit(State.FAILED, f"mmops internal error: {exc!r}", internal=True)
             raise
         finally:
+            self._flush_lines()
             for q in self._subscribers:
                 q.put_nowait(None)
             for _wanted, fut in self._waiters:
@@ -380,26 +416,28 @@ class Supervisor:
         if self.attempt == 1 and self.run is not None:
             self.run.write_json("plan.json", plan.to_dict())
         env = {**self.spec.child_env(self.base_env), **plan.env}
-        redactor = redact.Redactor(redact.secret_values(plan.argv, env))
         log = self.run.open_attempt_log(self.attempt) if self.run is not None else None
         self._tail.clear()
         self._lines_total = 0
+        self._pending_first = 1
         self._dead_line = None
         self._alarm.clear()
+        self._restart.clear()
+        self._phases = PhaseTracker()
         started = time.monotonic()
+        child = Child(
+            plan.argv,
+            env,
+            plan.cwd,
+            log,
+            redact.Redactor(redact.secret_values(plan.argv, env)),
+            self._on_text,
+            self.options.reaper_grace_s,
+        )
         try:
-            child = await asyncio.create_subprocess_exec(
-                *procmod.reaper_argv(plan.argv, self.options.reaper_grace_s),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-                env=env,
-                cwd=plan.cwd,
-                start_new_session=True,
-            )
+            await child.spawn()
         except OSError as exc:  # mmops's own interpreter missing: nothing to supervise
-            if log is not None:
-                log.close()
+            child.close_log()
             return _Outcome("exit", f"cannot start the reaper: {exc}", returncode=None)
         self.pid = child.pid
         self._emit(
@@ -412,52 +450,60 @@ class Supervisor:
             log=str(self.run.attempt_log(self.attempt)) if self.run else None,
             changes=[c.to_dict() for c in self.changes] or None,
             mmops_pid=os.getpid() if self.attempt == 1 else None,
+            max_attempts=self.spec.restart.max_attempts,
         )
-        assert child.stdout is not None
-        reader = asyncio.ensure_future(self._read_output(child.stdout, log, redactor))
+        reader = asyncio.ensure_future(child.read_output())
         exited = asyncio.ensure_future(child.wait())
-        health = asyncio.ensure_future(self._health(plan, child, started))
+        health_task = asyncio.ensure_future(self._health(plan, child, started))
         stop = asyncio.ensure_future(self._stop.wait())
+        restart = asyncio.ensure_future(self._restart.wait())
         outcome: _Outcome
         try:
             done, _ = await asyncio.wait(
-                {exited, health, stop}, return_when=asyncio.FIRST_COMPLETED
+                {exited, health_task, stop, restart}, return_when=asyncio.FIRST_COMPLETED
             )
             if exited in done:
                 outcome = _Outcome(
-                    "exit", procmod.describe_exit(child.returncode), child.returncode
+                    "exit", reaper.describe_exit(child.returncode), child.returncode
                 )
-            elif health in done:
-                outcome = health.result()
-            else:
+            elif health_task in done:
+                outcome = health_task.result()
+            elif stop in done:
                 outcome = _Outcome("stopped", "requested stop")
+            else:
+                outcome = _Outcome("restart", "restart requested")
             outcome.ready_for_s = self._ready_for(started)
             # The verdict is in: no more probes (an EngineDeadError logged while stopping
             # must not turn a requested stop into UNHEALTHY).
-            health.cancel()
+            health_task.cancel()
             if child.returncode is None:
                 outcome.lines_before_stop = self._lines_total
-                if outcome.kind == "stopped":
-                    self._emit(State.STOPPING, "requested stop", signal="SIGINT")
-                await self._terminate(child)
+                if outcome.kind in ("stopped", "restart"):
+                    self._emit(State.STOPPING, outcome.reason, signal="SIGINT")
+                await child.terminate(
+                    self.options.stop_sigint_s,
+                    self.options.stop_sigterm_s,
+                    self._force,
+                    self._on_escalate,
+                )
                 outcome.returncode = child.returncode
         finally:
-            for task in (health, stop):
+            for task in (health_task, stop, restart):
                 task.cancel()
             if child.returncode is None:  # cancelled from outside: leave nothing behind
-                procmod.kill_tree(child.pid)
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(child.wait(), 5)
+                await child.kill()
             try:
                 await asyncio.wait_for(reader, self.options.drain_timeout_s)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 reader.cancel()
-            if log is not None:
-                # No fsync: the kernel holds every line already (a kill of mmops loses
-                # nothing), and syncing a big log would stall the loop for no gain.
-                log.close()
+            child.close_log()
+            self._flush_lines()
             self.pid = None
         return outcome
+
+    def _on_escalate(self, sig: str, why: str) -> None:
+        if self.state == State.STOPPING:
+            self._emit(State.STOPPING, why, signal=sig)
 
     def _ready_for(self, started: float) -> float:
         ready = self._ready_at
@@ -466,7 +512,6 @@ class Supervisor:
     async def _after_failure(self, outcome: _Outcome) -> bool:
         """Decide what follows a failed attempt. True to start another attempt."""
         opts = self.spec.restart
-        now = time.monotonic()
         lines = list(self._tail)
         first = self._lines_total - len(lines) + 1
         if outcome.lines_before_stop is not None:
@@ -477,14 +522,9 @@ class Supervisor:
         )
         cause = await asyncio.to_thread(classify_attempt, lines, first, label)
         self.cause = cause
-        if outcome.ready_for_s >= opts.healthy_reset_s:
-            self._failures.clear()
-            self._level = 0
-        self._failures.append(now)
-        while self._failures and now - self._failures[0] > opts.window_s:
-            self._failures.popleft()
+        failures = self._backoff.record_failure(time.monotonic(), outcome.ready_for_s)
         common: dict[str, Any] = {
-            "exit": procmod.describe_exit(outcome.returncode),
+            "exit": reaper.describe_exit(outcome.returncode),
             "cause": cause.to_dict() if cause else None,
             "log": str(self.run.attempt_log(self.attempt)) if self.run else None,
         }
@@ -506,16 +546,15 @@ class Supervisor:
                     **common,
                 )
                 return False
-        if len(self._failures) >= opts.max_attempts:
+        if self._backoff.exhausted:
             self._emit(
                 State.FAILED,
-                f"{what}; gave up after {len(self._failures)} failed attempts within "
-                f"{opts.window_s:g} s",
+                f"{what}; gave up after {failures} failed attempts within {opts.window_s:g} s",
                 fix=cause.fix if cause else "Read the attempt logs: `mmops logs --errors`.",
                 **common,
             )
             return False
-        delay = self._next_delay()
+        delay = self._backoff.next_delay()
         if change is not None:
             self.spec = change.spec
             self.changes.append(change)
@@ -528,53 +567,26 @@ class Supervisor:
             change=change.to_dict() if change else None,
             **common,
         )
+        stop = asyncio.ensure_future(self._stop.wait())
+        restart = asyncio.ensure_future(self._restart.wait())
         try:
-            await asyncio.wait_for(self._stop.wait(), delay)
-        except asyncio.TimeoutError:
-            return True
-        self._emit(State.STOPPED, "requested stop (during backoff)", crash=False)
-        return False
-
-    def _next_delay(self) -> float:
-        """Capped exponential backoff with +/- jitter; the level resets after a healthy period."""
-        r = self.spec.restart
-        base = min(r.backoff_max_s, r.backoff_initial_s * (2**self._level))
-        self._level += 1
-        spread = base * r.jitter
-        return max(
-            0.0, min(r.backoff_max_s * (1 + r.jitter), base + self.rng.uniform(-spread, spread))
-        )
+            done, _ = await asyncio.wait({stop, restart}, timeout=delay)
+        finally:
+            stop.cancel()
+            restart.cancel()
+        if self._stop.is_set():
+            self._emit(State.STOPPED, "requested stop (during backoff)", crash=False)
+            return False
+        return True
 
     # -------------------------------------------------------------------- output
 
-    async def _read_output(
-        self, stream: asyncio.StreamReader, log: Any, redactor: redact.Redactor
-    ) -> None:
-        """Pipe -> log file (complete lines, masked) + in-memory tail + engine-dead alarm."""
-        partial = b""
-        max_partial = 1 << 20  # a "line" longer than 1 MiB is written as it is, unsplit
-        while True:
-            chunk = await stream.read(1 << 16)
-            if not chunk:
-                break
-            data = partial + chunk
-            cut = data.rfind(b"\n")
-            if cut < 0 and len(data) < max_partial:
-                partial = data
-                continue
-            if cut < 0:
-                cut = len(data) - 1
-            block, partial = data[: cut + 1], data[cut + 1 :]
-            self._ingest(block, log, redactor)
-        if partial:
-            self._ingest(partial, log, redactor)
-
-    def _ingest(self, block: bytes, log: Any, redactor: redact.Redactor) -> None:
-        block = redactor.chunk(block)
-        if log is not None:
-            log.write(block)
-        text = block.decode("utf-8", "replace")
-        lines = text.splitlines()
+    def _on_text(self, text: str) -> None:
+        """A block of complete lines from the child: tail, alarms, phases, batched views."""
+        # "\n" only: progress bars' lone "\r" must not shift line numbers against the file.
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
         self._tail.extend(lines)
         self._lines_total += len(lines)
         if self._dead_line is None:
@@ -584,30 +596,47 @@ class Supervisor:
                 end = text.find("\n", m.end())
                 self._dead_line = text[start : end if end >= 0 else len(text)].strip()
                 self._alarm.set()
-        if self.on_lines is not None and lines:
+        if self.state == State.STARTING:
+            for hit in self._phases.feed(text):
+                self._publish(
+                    PhaseReached(
+                        self._next_seq(), time.time(), self.attempt, hit.phase, hit.title,
+                        hit.detail, hit.progress,
+                    )  # fmt: skip
+                )
+        if not lines:
+            return
+        if self.on_lines is not None:
             self.on_lines(self.attempt, lines)
+        if self._subscribers:
+            self._pending.extend(lines)
+            if self._flush_handle is None:
+                loop = asyncio.get_running_loop()
+                self._flush_handle = loop.call_later(LINE_BATCH_S, self._flush_lines)
+        else:
+            self._pending_first = self._lines_total + 1
+
+    def _flush_lines(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._pending:
+            return
+        batch = tuple(self._pending)
+        self._pending.clear()
+        first = self._pending_first
+        self._pending_first = first + len(batch)
+        self._publish(LogLines(self._next_seq(), time.time(), self.attempt, first, batch))
 
     # ---------------------------------------------------------------- health checks
 
-    async def _health(
-        self, plan: Plan, child: asyncio.subprocess.Process, started: float
-    ) -> _Outcome:
+    async def _health(self, plan: Plan, child: Child, started: float) -> _Outcome:
         """Readiness, then liveness, until something is wrong; returns why."""
         opts = self.options
         ready_cfg = self.spec.readiness
-        headers = {}
-        key = self.spec.get("api-key")
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
         self._ready_at = None
-        # verify=False: the probes talk to our own child on this host, and building a verifying
-        # SSL context costs ~100 ms of loop time per attempt.
-        async with httpx.AsyncClient(
-            base_url=plan.url,
-            timeout=opts.http_timeout_s,
-            trust_env=False,
-            verify=False,
-            headers=headers,
+        async with health.make_client(
+            plan.url, self.spec.get("api-key"), opts.http_timeout_s
         ) as client:
             deadline = started + ready_cfg.timeout_s
             last = "no answer yet"
@@ -617,7 +646,7 @@ class Supervisor:
                     return _Outcome(
                         "timeout", f"not ready after {ready_cfg.timeout_s:g} s ({last})"
                     )
-                ok, last = await self._ready_once(client, plan)
+                ok, last = await health.ready_once(client, plan.served_model)
                 if ok and not sample_done and self.suite_probe is not None:
                     ok, last = await self.suite_probe(plan.url, plan.served_model)
                     sample_done = ok
@@ -641,116 +670,34 @@ class Supervisor:
                 fixed_by=[c.to_dict() for c in self.changes] or None,
                 sample=sample_done or None,
             )
-            return await self._liveness(client, child)
+            healthy_noted = False
 
-    async def _ready_once(self, client: Any, plan: Plan) -> tuple[bool, str]:
-        try:
-            r = await client.get("/health")
-            if r.status_code != 200:
-                return False, f"/health answered {r.status_code}"
-            r = await client.get("/v1/models")
-            if r.status_code != 200:
-                return False, f"/v1/models answered {r.status_code}"
-            ids = [m.get("id") for m in r.json().get("data", []) if isinstance(m, dict)]
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
-            return False, f"{type(exc).__name__}"
-        if plan.served_model and plan.served_model not in ids:
-            return False, f"/v1/models lists {ids}, not {plan.served_model}"
-        return True, "ok"
+            def tick() -> None:
+                nonlocal healthy_noted
+                ready = self._ready_at
+                if (
+                    not healthy_noted
+                    and ready is not None
+                    and time.monotonic() - ready >= self.spec.restart.healthy_reset_s
+                ):
+                    healthy_noted = True
+                    self._backoff.reset()
 
-    async def _liveness(self, client: Any, child: asyncio.subprocess.Process) -> _Outcome:
-        opts = self.options
-        interval = opts.liveness_interval_s or self.spec.readiness.interval_s
-        watched = self._engine_tree(child.pid)
-        failures = 0
-        healthy_noted = False
-        while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._alarm.wait(), interval)
-            if self._dead_line is not None:
-                return self._unhealthy(f"engine dead behind a live API: {self._dead_line}")
-            gone = [f"{pid} ({name})" for pid, name in watched.items() if not _alive(pid)]
-            if gone and child.returncode is None and _alive(child.pid):
-                return self._unhealthy(
-                    f"engine process {', '.join(gone)} exited while the API is up"
-                )
-            for pid, name in self._engine_tree(child.pid).items():
-                watched.setdefault(pid, name)
-            try:
-                r = await client.get("/health")
-                why = None if r.status_code == 200 else f"/health answered {r.status_code}"
-            except httpx.HTTPError as exc:
-                why = f"/health: {type(exc).__name__}"
-            if why is None:
-                failures = 0
-            else:
-                failures += 1
-                if failures >= opts.liveness_failures:
-                    return self._unhealthy(f"{why} ({failures} times in a row)")
-            if (
-                not healthy_noted
-                and self._ready_at is not None
-                and time.monotonic() - self._ready_at >= self.spec.restart.healthy_reset_s
-            ):
-                healthy_noted = True
-                self._failures.clear()
-                self._level = 0
-
-    def _unhealthy(self, reason: str) -> _Outcome:
-        self._emit(State.UNHEALTHY, reason)
-        return _Outcome("unhealthy", reason)
-
-    def _engine_tree(self, reaper_pid: int) -> dict[int, str]:
-        """Processes under the API server, old enough to be the engine rather than a helper."""
-        try:
-            root = psutil.Process(reaper_pid)
-            direct = {p.pid for p in root.children()}
-            now = time.time()
-            out = {}
-            for p in root.children(recursive=True):
-                if p.pid in direct:
-                    continue  # the API server: its exit is seen as the attempt's exit
-                with contextlib.suppress(psutil.Error):
-                    if now - p.create_time() >= self.options.engine_min_age_s:
-                        out[p.pid] = p.name()
-            return out
-        except Exception:  # noqa: BLE001 - the tree watch is an extra; /health still runs
-            return {}
-
-    # ------------------------------------------------------------------ stopping
-
-    async def _terminate(self, child: asyncio.subprocess.Process) -> None:
-        """SIGINT, then SIGTERM, then SIGKILL to the child's group and whole tree."""
-        opts = self.options
-        pgid = child.pid
-        waiter = asyncio.ensure_future(child.wait())
-        force = asyncio.ensure_future(self._force.wait())
-        try:
-            for sig, wait_s in (
-                (signal.SIGINT, opts.stop_sigint_s),
-                (signal.SIGTERM, opts.stop_sigterm_s),
-            ):
-                if waiter.done() or force.done():
-                    break
-                if sig == signal.SIGTERM and self.state == State.STOPPING:
-                    self._emit(
-                        State.STOPPING,
-                        f"still running after {opts.stop_sigint_s:g} s",
-                        signal="SIGTERM",
-                    )
-                procmod.signal_group(pgid, sig)
-                await asyncio.wait(
-                    {waiter, force}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
-                )
-            if not waiter.done():
-                if self.state == State.STOPPING:
-                    self._emit(State.STOPPING, "killing the process group", signal="SIGKILL")
-                procmod.kill_tree(pgid)
-                await waiter
-        finally:
-            force.cancel()
-            if not waiter.done():
-                waiter.cancel()
+            why = await health.watch(
+                client,
+                child.pid,
+                health.Liveness(
+                    opts.liveness_interval_s or ready_cfg.interval_s,
+                    opts.liveness_failures,
+                    opts.engine_min_age_s,
+                ),
+                self._alarm,
+                lambda: self._dead_line,
+                lambda: child.returncode is None and health.alive(child.pid),
+                tick,
+            )
+            self._emit(State.UNHEALTHY, why)
+            return _Outcome("unhealthy", why)
 
 
 def _say(outcome: _Outcome, cause: Cause | None) -> str:
@@ -759,14 +706,6 @@ def _say(outcome: _Outcome, cause: Cause | None) -> str:
     if outcome.kind == "exit":
         return blamed or f"server exited ({outcome.reason})"
     return f"{outcome.reason}; the log shows {blamed}" if blamed else outcome.reason
-
-
-def _alive(pid: int) -> bool:
-    try:
-        p = psutil.Process(pid)
-        return p.status() != psutil.STATUS_ZOMBIE
-    except Exception:  # noqa: BLE001 - gone, or unreadable: either way not a live engine
-        return False
 
 
 def _default_suite_probe(spec: LaunchSpec) -> SuiteProbe | None:

@@ -79,7 +79,8 @@ def events(state: Path) -> list[dict]:
     path = runs[-1] / "events.jsonl"
     if not path.exists():
         return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.endswith("}")]
+    recs = [json.loads(x) for x in path.read_text().splitlines() if x.endswith("}")]
+    return [r for r in recs if "state" in r]  # state changes; phase records have "kind"
 
 
 def wait_for(state: Path, pred, timeout: float, proc: subprocess.Popen) -> dict:

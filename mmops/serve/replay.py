@@ -1,0 +1,143 @@
+"""A run folder as an event source: `mmops logs`, `mmops tui --run` and post-mortems read it.
+
+The same interface as the live supervisor (``serve.events.EventSource``): ``snapshot()`` folds
+``events.jsonl``; ``events(since)`` yields its records and, with ``follow``, the ones a live
+`mmops serve` appends later, until the run ends (a terminal state, or its mmops process gone);
+``read_log`` reads attempt logs by byte offset. A replay cannot stop or restart anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from mmops.errors import UsageError
+from mmops.serve import runs
+from mmops.serve.events import AnyEvent, StateChanged, Status, fold, from_dict
+from mmops.serve.logstore import LogChunk, read_range
+from mmops.serve.states import TERMINAL
+
+
+class RunReplay:
+    """Read-only view of one run folder (finished, or still written by a live serve)."""
+
+    def __init__(self, path: Path, *, follow: bool = False, poll_s: float = 0.2) -> None:
+        self.path = path
+        self.follow = follow
+        self.poll_s = poll_s
+        self._offset = 0  # bytes of events.jsonl consumed
+        self._count = 0
+        self._history: list[AnyEvent] = []
+        self._status = Status()
+        self._pump()
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def can_control(self) -> bool:
+        return False
+
+    def _pump(self) -> list[AnyEvent]:
+        """Read the complete records appended since the last call (a torn last line waits)."""
+        path = self.path / "events.jsonl"
+        try:
+            with path.open("rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        cut = data.rfind(b"\n") + 1
+        self._offset += cut
+        new: list[AnyEvent] = []
+        for raw in data[:cut].splitlines():
+            self._count += 1
+            try:
+                rec = json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+            ev = from_dict(rec, default_seq=self._count) if isinstance(rec, dict) else None
+            if ev is not None:
+                new.append(ev)
+                self._history.append(ev)
+                self._status = fold(self._status, ev)
+        return new
+
+    @property
+    def history(self) -> list[AnyEvent]:
+        return list(self._history)
+
+    @property
+    def transitions(self) -> list[StateChanged]:
+        return [e for e in self._history if isinstance(e, StateChanged)]
+
+    def snapshot(self) -> Status:
+        return self._status
+
+    def attempts(self) -> list[int]:
+        return runs.attempts(self.path)
+
+    def log_path(self, attempt: int) -> Path | None:
+        return self.path / f"attempt-{attempt}.log"
+
+    def read_log(self, attempt: int, offset: int = 0, limit: int = 1000) -> LogChunk:
+        return read_range(self.path / f"attempt-{attempt}.log", offset, limit)
+
+    def over(self) -> bool:
+        """True when nothing more will be written: a terminal state, or its mmops is gone."""
+        self._pump()
+        if self._status.state in TERMINAL and self._history:
+            return True
+        return bool(self._history) and not self.owner_alive()
+
+    def owner_alive(self) -> bool:
+        """Is the mmops that writes this run still running?"""
+        pid = next(
+            (e.fields.get("mmops_pid") for e in self.transitions if e.fields.get("mmops_pid")),
+            None,
+        )
+        if not isinstance(pid, int):
+            return False
+        try:
+            os.kill(pid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    def iter_events(self, since: int = 0) -> Iterator[AnyEvent]:
+        """The recorded events with ``seq > since`` (no waiting)."""
+        self._pump()
+        return (e for e in list(self._history) if e.seq > since)
+
+    async def events(self, since: int = 0) -> AsyncIterator[AnyEvent]:
+        last = since
+        for ev in self.iter_events(since):
+            last = max(last, ev.seq)
+            yield ev
+        while self.follow and not self.over():
+            await asyncio.sleep(self.poll_s)
+            for ev in self._pump():
+                if ev.seq > last:
+                    last = ev.seq
+                    yield ev
+        for ev in self._pump():  # what the run wrote between the last look and its end
+            if ev.seq > last:
+                last = ev.seq
+                yield ev
+
+    async def stop(self, force: bool = False) -> None:
+        raise UsageError(f"{self.name}: a recorded run cannot be stopped (it is a replay)")
+
+    async def restart(self) -> None:
+        raise UsageError(f"{self.name}: a recorded run cannot be restarted (it is a replay)")
+
+
+def read_events(run_dir: Path) -> list[dict[str, object]]:
+    """Every complete record of a run folder as written (a torn last line is skipped)."""
+    from mmops.serve.events import to_dict
+
+    return [to_dict(e) for e in RunReplay(run_dir).history]  # type: ignore[misc]

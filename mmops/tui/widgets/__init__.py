@@ -1,0 +1,1 @@
+"""Widgets of the mmops screen, one per module."""
