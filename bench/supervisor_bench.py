@@ -43,7 +43,7 @@ def decision_latency(tmp: Path, exits: int) -> dict:
     rec = tmp / "exits.jsonl"
     spec = fake_spec(rec, "crash", max_attempts=exits)
     run = Run.create(tmp / "runs", "exits")
-    sup = Supervisor(spec, planner=fake_planner, run=run, options=Options(reaper_grace_s=0.5))
+    sup = Supervisor(spec, planner=fake_planner, run_dir=run, options=Options(reaper_grace_s=0.5))
 
     async def go() -> State:
         await sup.start()
@@ -80,7 +80,7 @@ def ingest(tmp: Path, n: int) -> dict:
                 first_last[1] = now
 
     sup = Supervisor(
-        spec, planner=fake_planner, run=run, options=Options(reaper_grace_s=0.5), on_lines=on_lines
+        spec, planner=fake_planner, run_dir=run, options=Options(reaper_grace_s=0.5), on_lines=on_lines
     )
     t0 = time.perf_counter()
     _, lags = run_watching_the_loop(sup)

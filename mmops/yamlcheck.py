@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 from mmops.errors import MmopsError
+
+S = TypeVar("S", bound=str)  # a Literal of allowed words, so choice() returns the narrow type
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ def compose_file(path: Path, cls: type[MmopsError] = MmopsError) -> Located:
 
 def compose_text(text: str, source: Path, cls: type[MmopsError] = MmopsError) -> Located:
     """Parse YAML already read (a packaged resource); ``source`` names it in errors."""
+    import yaml
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -68,6 +72,7 @@ def compose_text(text: str, source: Path, cls: type[MmopsError] = MmopsError) ->
 
 def to_python(loc: Located) -> Any:
     """Plain Python value of a validated node (SafeLoader semantics)."""
+    import yaml
     loader = yaml.SafeLoader("")
     try:
         return loader.construct_object(loc.node, deep=True)
@@ -81,6 +86,7 @@ def mapping_items(
     """The entries of a mapping, in file order. A key given twice is an error (YAML would keep
     the last silently), and so is a key not in ``allowed`` when that is given. A key left
     empty (``defaults:`` with nothing under it) is an empty mapping."""
+    import yaml
     if is_null(loc):
         return []
     if not isinstance(loc.node, yaml.MappingNode):
@@ -109,16 +115,19 @@ def mapping(
 
 def is_null(loc: Located) -> bool:
     """True for an empty value or ``null`` / ``~``."""
+    import yaml
     return isinstance(loc.node, yaml.ScalarNode) and loc.node.tag == "tag:yaml.org,2002:null"
 
 
 def sequence_items(loc: Located, cls: type[MmopsError] = MmopsError) -> list[Located]:
+    import yaml
     if not isinstance(loc.node, yaml.SequenceNode):
         raise loc.error(f"expected a list, got {_kind(loc.node)}", cls)
     return [Located(n, f"{loc.path}[{i}]", loc.file) for i, n in enumerate(loc.node.value)]
 
 
 def _kind(node: yaml.Node) -> str:
+    import yaml
     if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
         return "nothing"
     if isinstance(node, yaml.MappingNode):
@@ -130,6 +139,7 @@ def _kind(node: yaml.Node) -> str:
 
 def scalar(loc: Located, types: tuple[type, ...], cls: type[MmopsError] = MmopsError) -> Any:
     """The node's value if it is a scalar of one of ``types`` (bool is never an int here)."""
+    import yaml
     if not isinstance(loc.node, yaml.ScalarNode):
         raise loc.error(f"expected {_names(types)}, got {_kind(loc.node)}", cls)
     value = to_python(loc)
@@ -141,7 +151,7 @@ def scalar(loc: Located, types: tuple[type, ...], cls: type[MmopsError] = MmopsE
     return value
 
 
-def choice(loc: Located, choices: Sequence[str], cls: type[MmopsError] = MmopsError) -> str:
+def choice(loc: Located, choices: Sequence[S], cls: type[MmopsError] = MmopsError) -> S:
     """The node's string if it is one of ``choices``."""
     value = scalar(loc, (str,), cls)
     if value not in choices:

@@ -85,7 +85,7 @@ def test_live_events_since_then_replay_agrees(tmp_path):
     batches; the replay of the run folder yields the same state records and status."""
     spec = fake_spec(tmp_path / "rec.jsonl")
     run = Run.create(tmp_path / "runs", "t")
-    sup = Supervisor(spec, planner=fake_planner, run=run, options=FAST)
+    sup = Supervisor(spec, planner=fake_planner, run_dir=run, options=FAST)
 
     async def go() -> tuple[list, list]:
         await sup.start()
@@ -126,7 +126,7 @@ def test_log_lines_are_batched_not_one_per_read(tmp_path):
     spec = fake_spec(tmp_path / "rec.jsonl", scenario="flood", env={"FAKE_VLLM_FLOOD": "20000"},
                      max_attempts=1)  # fmt: skip
     run = Run.create(tmp_path / "runs", "t")
-    sup = Supervisor(spec, planner=fake_planner, run=run, options=FAST)
+    sup = Supervisor(spec, planner=fake_planner, run_dir=run, options=FAST)
     batches: list[LogLines] = []
 
     async def go() -> None:
@@ -153,7 +153,7 @@ def test_log_lines_are_batched_not_one_per_read(tmp_path):
 
 def test_restart_is_not_a_failure_and_start_after_stop_continues(tmp_path):
     spec = fake_spec(tmp_path / "rec.jsonl")
-    sup = Supervisor(spec, planner=fake_planner, run=Run.create(tmp_path / "r", "t"), options=FAST)
+    sup = Supervisor(spec, planner=fake_planner, run_dir=Run.create(tmp_path / "r", "t"), options=FAST)
 
     async def go() -> None:
         await sup.start()

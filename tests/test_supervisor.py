@@ -29,7 +29,7 @@ FAST = Options(stop_sigint_s=3, stop_sigterm_s=3, reaper_grace_s=1, liveness_fai
 
 def make(spec, tmp_path: Path, **kw) -> Supervisor:
     run = Run.create(tmp_path / "runs", "test")
-    return Supervisor(spec, planner=fake_planner, run=run, options=kw.pop("options", FAST), **kw)
+    return Supervisor(spec, planner=fake_planner, run_dir=run, options=kw.pop("options", FAST), **kw)
 
 
 def states(sup: Supervisor) -> list[tuple[int, str]]:
@@ -91,14 +91,14 @@ def test_virtual_memory_failure_then_ready_with_expandable_segments_false(tmp_pa
         "PYTORCH_NPU_ALLOC_CONF=max_split_size_mb:256,expandable_segments:False"
     ]
     # The record says the same, and attempt 1's log holds the real failure line.
-    logged = [e for e in read_events(sup.run.path) if "state" in e]
+    logged = [e for e in read_events(sup.run_dir.path) if "state" in e]
     assert [e["state"] for e in logged] == [s for _, s in states(sup)]
     assert logged[2]["env"]["PYTORCH_NPU_ALLOC_CONF"].endswith("expandable_segments:False")
-    log1 = (sup.run.path / "attempt-1.log").read_text()
+    log1 = (sup.run_dir.path / "attempt-1.log").read_text()
     assert "error code is 507001" in log1
     assert (
         "Set PYTORCH_NPU_ALLOC_CONF=max_split_size_mb:256,expandable_segments:False"
-        in (sup.run.path / "attempt-2.log").read_text()
+        in (sup.run_dir.path / "attempt-2.log").read_text()
     )
 
 
@@ -218,7 +218,7 @@ def test_requested_stop_is_not_a_crash(tmp_path):
     assert stopped.fields["crash"] is False and stopped.reason == "requested stop"
     assert sup.cause is None
     # vLLM logs EngineDeadError while stopping; it is recorded, and ignored.
-    assert "EngineDeadError" in (sup.run.path / "attempt-1.log").read_text()
+    assert "EngineDeadError" in (sup.run_dir.path / "attempt-1.log").read_text()
     assert len(procs) == 3  # reaper, fake API server, its engine
     assert wait_gone(procs, 5) == []
 
@@ -304,8 +304,8 @@ def test_secrets_are_masked_in_logs_and_events(tmp_path):
 
     asyncio.run(go())
     assert records(rec, "start")[0]["argv"].count(key) == 1  # the child got the real key
-    written = "".join(p.read_text() for p in sup.run.path.iterdir())
+    written = "".join(p.read_text() for p in sup.run_dir.path.iterdir())
     assert key not in written and "hf_aaaa" not in written
-    assert "non-default args: {'api_key': '***'" in (sup.run.path / "attempt-1.log").read_text()
-    starting = json.loads((sup.run.path / "events.jsonl").read_text().splitlines()[0])
+    assert "non-default args: {'api_key': '***'" in (sup.run_dir.path / "attempt-1.log").read_text()
+    starting = json.loads((sup.run_dir.path / "events.jsonl").read_text().splitlines()[0])
     assert "***" in starting["argv"] and starting["env"]["HF_TOKEN"] == "***"

@@ -29,7 +29,7 @@ def test_flood_is_ingested_whole_and_the_loop_never_stalls(tmp_path):
         seen += len(lines)
 
     sup = Supervisor(
-        spec, planner=fake_planner, run=run, options=Options(reaper_grace_s=0.5), on_lines=on_lines
+        spec, planner=fake_planner, run_dir=run, options=Options(reaper_grace_s=0.5), on_lines=on_lines
     )
     final, lags = run_watching_the_loop(sup)
     assert final == State.FAILED

@@ -114,7 +114,7 @@ def test_stop_restart_start_and_quit_with_confirmation(tmp_path):
 
     asyncio.run(go())
     assert sup.state == State.STOPPED
-    states = [e["state"] for e in read_events(session.run.path) if "state" in e]
+    states = [e["state"] for e in read_events(session.run_dir.path) if "state" in e]
     assert states[-1] == "STOPPED" and "BACKOFF" not in states
 
 
@@ -198,7 +198,7 @@ def test_probe_key_runs_the_suite_and_shows_ttft(tmp_path):
             await until(pilot, lambda: session.supervisor.state == State.STOPPED)
 
     asyncio.run(go())
-    assert (session.run.path / "probe.json").exists()
+    assert (session.run_dir.path / "probe.json").exists()
 
 
 def test_apply_fix_changes_the_launch_and_reruns_preflight(tmp_path, model_dir):
@@ -230,7 +230,7 @@ def test_apply_fix_changes_the_launch_and_reruns_preflight(tmp_path, model_dir):
             await pilot.pause(0.5)
 
     asyncio.run(go())
-    notes = [e for e in read_events(session.run.path) if e.get("launch_change")]
+    notes = [e for e in read_events(session.run_dir.path) if e.get("launch_change")]
     assert notes and "--max-model-len 128000" in notes[-1]["launch_change"]
 
 
@@ -242,7 +242,7 @@ def test_run_mode_is_read_only_post_mortem(tmp_path):
         await session.supervisor.wait()
 
     asyncio.run(serve())
-    replay = RunReplay(session.run.path)
+    replay = RunReplay(session.run_dir.path)
     app = MmopsApp(Target("run", replay, replay.name, poll_devices=False))
 
     async def go() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -142,52 +141,16 @@ def follow(
     """Print the log as it grows, moving on to each new attempt, until the run ends."""
     from mmops.diagnose.table import match_line
 
-    replay = RunReplay(run_dir)
-    current = attempt or (replay.attempts() or [1])[-1]
-    offset = 0
-    line_no = 0
-    header_done = False
-    while True:
-        chunk = replay.read_log(current, offset, limit=10_000)
-        if chunk.lines:
-            if not header_done and attempt is None:
-                out.write(f"==> {run_dir.name}/attempt-{current}.log <==\n")
-                header_done = True
-            offset = chunk.next_offset
-            for raw in chunk.lines:
-                line_no += 1
-                if not errors:
-                    out.write(raw + "\n")
-                    continue
-                m = match_line(raw)
-                if m is not None and m.signature.role != "context":
-                    out.write(
-                        f"attempt-{current}.log:{line_no}: [{m.signature.id}] {raw.strip()}\n"
-                    )
-            out.flush()
-            continue
-        newer = [n for n in replay.attempts() if n > current]
-        if attempt is None and newer:
-            _flush_partial(replay, current, offset, out)
-            current, offset, line_no, header_done = newer[0], 0, 0, False
-            continue
-        if replay.over():
-            # One last read: the run may have written its final lines after our last look.
-            if replay.read_log(current, offset, limit=1).lines:
-                continue
-            _flush_partial(replay, current, offset, out)
-            out.flush()
-            return
-        time.sleep(poll_s)
-
-
-def _flush_partial(replay: RunReplay, attempt: int, offset: int, out: TextIO) -> None:
-    """A last line without its newline (the server died mid-line) is printed as it is."""
-    path = replay.log_path(attempt)
-    if path is None or not path.exists():
-        return
-    with path.open("rb") as fh:
-        fh.seek(offset)
-        rest = fh.read()
-    if rest:
-        out.write(rest.decode("utf-8", "replace") + "\n")
+    shown = None
+    for line in RunReplay(run_dir).follow(attempt, poll_s):
+        if attempt is None and line.attempt != shown:
+            out.write(f"==> {run_dir.name}/attempt-{line.attempt}.log <==\n")
+            shown = line.attempt
+        if not errors:
+            out.write(line.text + "\n")
+        else:
+            m = match_line(line.text)
+            if m is not None and m.signature.role != "context":
+                out.write(f"attempt-{line.attempt}.log:{line.line_no}: [{m.signature.id}] "
+                          f"{line.text.strip()}\n")  # fmt: skip
+        out.flush()

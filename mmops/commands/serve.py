@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         on_lines=out.lines,
     )
     out.quiet_events = session.blocked  # the refusal is told below, in full
-    out.note(f"run folder: {session.run.path}")
+    out.note(f"run folder: {session.run_dir.path}")
     if session.blocked:
         asyncio.run(session.start())  # records FAILED, starts nothing
         out.note("preflight failed; not starting:")
@@ -181,5 +181,5 @@ class Renderer:
         if sup.fixed_by:
             changes = ", ".join(c.describe() for c in sup.fixed_by)
             self.note(f"the server came up after the automatic change(s): {changes}")
-        if sup.run is not None:
-            self.note(f"record: {sup.run.path}  (mmops logs {sup.run.name} --errors)")
+        if sup.run_dir is not None:
+            self.note(f"record: {sup.run_dir.path}  (mmops logs {sup.run_dir.name} --errors)")

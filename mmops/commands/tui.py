@@ -52,7 +52,7 @@ def _target(args: argparse.Namespace):  # noqa: ANN202 - tui.app.Target (Textual
         from mmops.serve.runs import find_run, state_root
 
         path = find_run(args.run_ref, state_root(args.state_dir))
-        return Target("run", RunReplay(path, follow=True), path.name, poll_devices=False)
+        return Target("run", RunReplay(path, live=True), path.name, poll_devices=False)
     if args.attach:
         from mmops.serve.attach import AttachSource, run_for_url
         from mmops.serve.runs import state_root

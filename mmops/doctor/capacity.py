@@ -5,8 +5,8 @@ from __future__ import annotations
 from mmops.doctor.core import (
     CheckResult,
     Context,
-    R,
     check,
+    result,
 )
 from mmops.doctor.devices import runtime_memory_mib
 from mmops.model import estimate
@@ -18,7 +18,7 @@ def _tp(ctx: Context) -> CheckResult:
     cid = "parallel.tp"
     tp, pp = ctx.spec.tp, ctx.spec.pp
     if tp < 1 or pp < 1:
-        return R(
+        return result(
             cid,
             "fail",
             f"--tensor-parallel-size {tp} / --pipeline-parallel-size {pp} must be >= 1",
@@ -57,11 +57,11 @@ def _tp(ctx: Context) -> CheckResult:
             f"Make {tp * pp} devices visible, or lower --tensor-parallel-size to {max(1, visible // pp)}."
         )
     if problems:
-        return R(cid, "fail", problems[0], "\n".join(problems), " ".join(fixes))
+        return result(cid, "fail", problems[0], "\n".join(problems), " ".join(fixes))
     used = f"TP {tp} x PP {pp} = {tp * pp} device(s)"
     if ctx.vendor not in (None, "cpu") and visible > tp * pp:
-        return R(cid, "pass", f"{used}; {visible - tp * pp} more visible and unused")
-    return R(cid, "pass", used)
+        return result(cid, "pass", f"{used}; {visible - tp * pp} more visible and unused")
+    return result(cid, "pass", used)
 
 
 # --------------------------------------------------------------------------------- memory
@@ -87,14 +87,14 @@ def _memory_fit(ctx: Context) -> CheckResult:
     cid = "memory.fit"
     f = ctx.model
     if not f.weights.shards:
-        return R(cid, "skip", "weights unreadable: nothing to size (see model.weights)")
+        return result(cid, "skip", "weights unreadable: nothing to size (see model.weights)")
     limit = f.max_len.value if f.max_len else None
     max_len = ctx.spec.max_model_len or limit
     inp = _fit_input(ctx, max_len)
     if ctx.vendor == "cpu":
         return _cpu_fit(ctx, f, inp, max_len)
     if not ctx.used_devices:
-        return R(
+        return result(
             cid, "skip", "no device to size against (plan offline with --device 910b3 --devices N)"
         )
     d = min(ctx.used_devices, key=lambda x: x.memory_total_mib - x.memory_used_mib)
@@ -103,7 +103,7 @@ def _memory_fit(ctx: Context) -> CheckResult:
     free = (total_mib - used_mib) * estimate.MIB
     fit = estimate.fit(f, inp, total, free)
     if fit is None:
-        return R(
+        return result(
             cid, "skip", "config.json lacks layers / kv heads / head_dim: cannot size the KV cache"
         )
     g = estimate.gib
@@ -133,7 +133,7 @@ def _memory_fit(ctx: Context) -> CheckResult:
                 if len(ctx.devices) >= more_tp * inp.pp
                 else f" (needs {more_tp * inp.pp} devices)."
             )
-        return R(
+        return result(
             cid,
             "fail",
             f"no room for the KV cache: short by {g(short)} per device",
@@ -143,7 +143,7 @@ def _memory_fit(ctx: Context) -> CheckResult:
         )
     fit_len = min(fit.max_len_fit, limit) if limit else fit.max_len_fit
     if max_len and fit.max_len_fit < max_len:
-        return R(
+        return result(
             cid,
             "fail",
             f"KV cache holds {fit.max_len_fit:,} tokens < --max-model-len {max_len:,}",
@@ -155,7 +155,7 @@ def _memory_fit(ctx: Context) -> CheckResult:
     seqs = int(ctx.spec.get("max-num-seqs", 256))
     summary = f"fits: KV cache ~{fit.max_len_fit:,} tokens = {fit.concurrency:.1f} requests of {max_len:,} tokens at once"
     if fit.concurrency < 1.5:
-        return R(
+        return result(
             cid,
             "warn",
             summary + " (little headroom)",
@@ -164,7 +164,7 @@ def _memory_fit(ctx: Context) -> CheckResult:
             **data,
         )
     if fit.concurrency < min(seqs, 4):
-        return R(
+        return result(
             cid,
             "warn",
             summary,
@@ -172,7 +172,7 @@ def _memory_fit(ctx: Context) -> CheckResult:
             f"Only {fit.concurrency:.1f} full-length requests fit; --max-num-seqs {seqs} will queue.",
             **data,
         )
-    return R(
+    return result(
         cid, "pass", summary, detail + f"\nLargest --max-model-len that fits: {fit_len}.", **data
     )
 
@@ -192,11 +192,11 @@ def _cpu_fit(
     kv_tok = estimate.kv_bytes_per_token(f, inp)
     raw = ctx.env.get("VLLM_CPU_KVCACHE_SPACE")
     if kv_tok is None or not max_len:
-        return R(cid, "skip", "cannot size the KV cache from config.json")
+        return result(cid, "skip", "cannot size the KV cache from config.json")
     try:
         space = float(raw) * estimate.GIB if raw else 4 * estimate.GIB  # vLLM CPU default 4 GiB
     except ValueError:
-        return R(
+        return result(
             cid,
             "fail",
             f"VLLM_CPU_KVCACHE_SPACE={raw!r} is not a number",
@@ -208,14 +208,14 @@ def _cpu_fit(
         f"CPU KV cache {estimate.gib(space)} (VLLM_CPU_KVCACHE_SPACE) at {kv_tok:,} bytes/token"
     )
     if tokens < max_len:
-        return R(
+        return result(
             cid,
             "fail",
             f"CPU KV cache holds {tokens:,} tokens < --max-model-len {max_len:,}",
             detail,
             f"Raise VLLM_CPU_KVCACHE_SPACE to {max_len * kv_tok / estimate.GIB:.2f} or use --max-model-len {tokens}.",
         )
-    return R(
+    return result(
         cid,
         "pass",
         f"CPU KV cache ~{tokens:,} tokens = {tokens / max_len:.1f} requests of {max_len:,}",

@@ -187,7 +187,7 @@ def check(check_id: str, title: str, needs_config: bool = False) -> Callable[[Ch
     return deco
 
 
-def R(
+def result(
     check_id: str, status: Status, summary: str, detail: str = "", fix: str = "", **data: Any
 ) -> CheckResult:
     return CheckResult(check_id, status, summary, detail, fix, data=data)
@@ -200,15 +200,15 @@ def from_problems(
     worst: Status = "fail" if any(p[0] == "fail" for p in problems) else "warn"
     first = next(p for p in problems if p[0] == worst)
     rest = [p[1] for p in problems if p is not first]
-    return R(cid, worst, first[1], "\n".join([*rest, *notes]), "\n".join(p[2] for p in problems))
+    return result(cid, worst, first[1], "\n".join([*rest, *notes]), "\n".join(p[2] for p in problems))
 
 
 def _config_skip(ctx: Context, cid: str) -> CheckResult | None:
     """Why a check that reads config.json cannot run, or None when it can."""
     if ctx.facts is None:
-        return R(cid, "skip", "no model given (--model or the profile's model:)")
+        return result(cid, "skip", "no model given (--model or the profile's model:)")
     if ctx.facts.config is None:
-        return R(cid, "skip", "model directory unusable (see model.config)")
+        return result(cid, "skip", "model directory unusable (see model.config)")
     return None
 
 

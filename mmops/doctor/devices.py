@@ -6,8 +6,8 @@ from mmops import platform
 from mmops.doctor.core import (
     CheckResult,
     Context,
-    R,
     check,
+    result,
 )
 
 
@@ -15,7 +15,7 @@ from mmops.doctor.core import (
 def _device_visible(ctx: Context) -> CheckResult:
     cid = "device.visible"
     if ctx.vendor == "cpu":
-        return R(cid, "pass", "CPU backend requested: no accelerator needed")
+        return result(cid, "pass", "CPU backend requested: no accelerator needed")
     rep = ctx.report
     looked = "; ".join(rep.looked_at)
     if not ctx.devices:
@@ -26,7 +26,7 @@ def _device_visible(ctx: Context) -> CheckResult:
             "container, and ASCEND_RT_VISIBLE_DEVICES; on NVIDIA: `nvidia-smi` and "
             "CUDA_VISIBLE_DEVICES. To plan without hardware: --device 910b3 --devices 8."
         )
-        return R(cid, "fail", f"{what} found", f"Looked at: {looked}", fix)
+        return result(cid, "fail", f"{what} found", f"Looked at: {looked}", fix)
     names = sorted({d.name for d in ctx.devices})
     sim = " (simulated for offline planning)" if rep.simulated else ""
     warn = list(rep.warnings)
@@ -34,10 +34,10 @@ def _device_visible(ctx: Context) -> CheckResult:
     summary = f"{len(ctx.devices)} x {', '.join(names)} visible{sim}"
     detail = "; ".join([f"Looked at: {looked}", *warn])
     if warn:
-        return R(cid, "warn", summary, detail, "See the warnings above.", count=len(ctx.devices))
+        return result(cid, "warn", summary, detail, "See the warnings above.", count=len(ctx.devices))
     if len(ctx.devices) < need:
-        return R(cid, "pass", summary, detail, count=len(ctx.devices))  # parallel.tp says why
-    return R(cid, "pass", summary, detail, count=len(ctx.devices))
+        return result(cid, "pass", summary, detail, count=len(ctx.devices))  # parallel.tp says why
+    return result(cid, "pass", summary, detail, count=len(ctx.devices))
 
 
 def runtime_memory_mib(d: platform.Device) -> tuple[int, int]:
@@ -57,9 +57,9 @@ def runtime_memory_mib(d: platform.Device) -> tuple[int, int]:
 def _device_memory(ctx: Context) -> CheckResult:
     cid = "device.memory"
     if ctx.vendor == "cpu":
-        return R(cid, "skip", "CPU backend: KV cache comes from VLLM_CPU_KVCACHE_SPACE")
+        return result(cid, "skip", "CPU backend: KV cache comes from VLLM_CPU_KVCACHE_SPACE")
     if not ctx.used_devices:
-        return R(cid, "skip", "no device to check")
+        return result(cid, "skip", "no device to check")
     util = ctx.spec.gpu_memory_utilization
     short, lines = [], []
     for d in ctx.used_devices:
@@ -85,7 +85,7 @@ def _device_memory(ctx: Context) -> CheckResult:
             if holders
             else " No process is listed: another container may hold it."
         )
-        return R(
+        return result(
             cid,
             "fail",
             f"device {idx}: free {free} MiB < {want:.0f} MiB requested by --gpu-memory-utilization {util:g}",
@@ -93,7 +93,7 @@ def _device_memory(ctx: Context) -> CheckResult:
             "gpu-memory-utilization." + who,
             f"Stop what holds the memory, or lower --gpu-memory-utilization to {max(0.05, max_util - 0.01):.2f}.",
         )
-    return R(
+    return result(
         cid,
         "pass",
         f"{len(ctx.used_devices)} device(s) have room for {util:g} x total",

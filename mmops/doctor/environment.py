@@ -5,10 +5,10 @@ from __future__ import annotations
 from mmops.doctor.core import (
     CheckResult,
     Context,
-    R,
     Status,
     check,
     from_problems,
+    result,
 )
 from mmops.launch.allocator import (
     NPU_UNSET_NOTE,
@@ -30,7 +30,7 @@ def _software(ctx: Context) -> CheckResult:
     where = f" (in {ctx.spec.vllm_python})" if ctx.spec.vllm_python else ""
     if fails or warns:
         worst = fails or warns
-        return R(
+        return result(
             cid,
             "fail" if fails else "warn",
             worst[0].message,
@@ -38,7 +38,7 @@ def _software(ctx: Context) -> CheckResult:
             "\n".join(f.fix for f in findings if f.fix),
         )
     if not ctx.vllm_version:
-        return R(
+        return result(
             cid,
             "warn",
             f"vLLM is not installed{where}",
@@ -46,7 +46,7 @@ def _software(ctx: Context) -> CheckResult:
             "Install vLLM (pip install 'mmops[ascend]' on Ascend), or point --python / vllm_python: "
             "at the interpreter of the venv or image that has it.",
         )
-    return R(cid, "pass", shown, f"Installed{where}: {shown}")
+    return result(cid, "pass", shown, f"Installed{where}: {shown}")
 
 
 @check("env.npu", "Server environment")
@@ -124,7 +124,7 @@ def _env(ctx: Context) -> CheckResult:
                 f"CANN env: {env.get('ASCEND_TOOLKIT_HOME') or env.get('ASCEND_HOME_PATH')}"
             )
     if not problems:
-        return R(
+        return result(
             cid, "pass", "; ".join(notes) or "nothing to check for this device", "\n".join(notes)
         )
     return from_problems(cid, problems, notes)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from mmops.doctor.core import (
     CheckResult,
     Context,
-    R,
     Status,
     check,
     from_problems,
+    result,
 )
 from mmops.model import estimate
 from mmops.model.facts import NEEDS_PREPROCESSOR
@@ -20,11 +20,11 @@ def _model_config(ctx: Context) -> CheckResult:
     cid = "model.config"
     f = ctx.facts
     if f is None:
-        return R(
+        return result(
             cid, "fail", "no model given", "", "Pass --model DIR or set model: in the profile."
         )
     if not f.exists:
-        return R(
+        return result(
             cid,
             "fail",
             f"model path {f.path} does not exist",
@@ -32,7 +32,7 @@ def _model_config(ctx: Context) -> CheckResult:
             "Check the path (inside the container, if vLLM runs in one).",
         )
     if not f.is_dir:
-        return R(
+        return result(
             cid,
             "fail",
             f"model path {f.path} is not a directory",
@@ -40,7 +40,7 @@ def _model_config(ctx: Context) -> CheckResult:
             "Pass the directory that holds config.json, not a file in it.",
         )
     if f.config is None:
-        return R(
+        return result(
             cid,
             "fail",
             "config.json unusable",
@@ -55,7 +55,7 @@ def _model_config(ctx: Context) -> CheckResult:
         + (f"; vision heads {f.vision_heads}" if f.vision_heads else "")
     )
     if not f.architectures:
-        return R(
+        return result(
             cid,
             "warn",
             "config.json names no architectures",
@@ -63,14 +63,14 @@ def _model_config(ctx: Context) -> CheckResult:
             "vLLM picks the model class from `architectures`; add it.",
         )
     if not f.is_multimodal:
-        return R(
+        return result(
             cid,
             "warn",
             f"{arch} is not a multimodal architecture",
             detail,
             "mmops probes images and video; a text-only model serves text only.",
         )
-    return R(cid, "pass", f"{arch} (multimodal)", detail, arch=arch)
+    return result(cid, "pass", f"{arch} (multimodal)", detail, arch=arch)
 
 
 @check("model.max_len", "--max-model-len within the model's limit", needs_config=True)
@@ -80,7 +80,7 @@ def _max_len(ctx: Context) -> CheckResult:
     ml = f.max_len
     req = ctx.spec.max_model_len
     if ml is None:
-        return R(
+        return result(
             cid,
             "warn",
             "config.json has no length key; vLLM assumes 2048",
@@ -91,7 +91,7 @@ def _max_len(ctx: Context) -> CheckResult:
     scaled = f" x rope factor {ml.scaled_by:g}" if ml.scaled_by != 1.0 else ""
     detail = f"The model's limit: {ml.where} = {limit}{scaled} (file {f.path / 'config.json'})"
     if req is None:
-        return R(
+        return result(
             cid,
             "pass",
             f"--max-model-len unset: vLLM will use the model's {limit}",
@@ -100,7 +100,7 @@ def _max_len(ctx: Context) -> CheckResult:
         )
     if req > limit:
         if ctx.env.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN") in ("1", "true", "True"):
-            return R(
+            return result(
                 cid,
                 "warn",
                 f"--max-model-len {req} > {ml.key}={limit}, allowed by VLLM_ALLOW_LONG_MAX_MODEL_LEN",
@@ -109,7 +109,7 @@ def _max_len(ctx: Context) -> CheckResult:
                 limit=limit,
                 apply={"arg": "max-model-len", "value": limit},
             )
-        return R(
+        return result(
             cid,
             "fail",
             f"--max-model-len {req} exceeds the model's {ml.key}={limit}",
@@ -119,7 +119,7 @@ def _max_len(ctx: Context) -> CheckResult:
             limit=limit,
             apply={"arg": "max-model-len", "value": limit},
         )
-    return R(cid, "pass", f"--max-model-len {req} <= {ml.key}={limit}", detail, limit=limit)
+    return result(cid, "pass", f"--max-model-len {req} <= {ml.key}={limit}", detail, limit=limit)
 
 
 @check("args.batched_tokens", "--max-num-batched-tokens vs --max-model-len")
@@ -131,9 +131,9 @@ def _batched(ctx: Context) -> CheckResult:
         ctx.facts.max_len.value if ctx.facts and ctx.facts.max_len else None
     )
     if bt is None or ml is None:
-        return R(cid, "pass", "--max-num-batched-tokens unset: vLLM sizes it")
+        return result(cid, "pass", "--max-num-batched-tokens unset: vLLM sizes it")
     if bt >= ml:
-        return R(cid, "pass", f"--max-num-batched-tokens {bt} >= --max-model-len {ml}")
+        return result(cid, "pass", f"--max-num-batched-tokens {bt} >= --max-model-len {ml}")
     chunked_off = (
         spec.get("no-enable-chunked-prefill") or spec.get("enable-chunked-prefill") is False
     )
@@ -148,7 +148,7 @@ def _batched(ctx: Context) -> CheckResult:
             if chunked_off
             else f"vLLM {ctx.vllm_version} runs the V0 engine"
         )
-        return R(
+        return result(
             cid,
             "fail",
             summary,
@@ -156,7 +156,7 @@ def _batched(ctx: Context) -> CheckResult:
             fix,
         )
     known = f"vLLM {ctx.vllm_version}" if ver else "vLLM (version unknown)"
-    return R(
+    return result(
         cid,
         "warn",
         summary,
@@ -174,18 +174,18 @@ def _tokenizer(ctx: Context) -> CheckResult:
         from pathlib import Path
 
         if not Path(tok).is_dir():
-            return R(
+            return result(
                 cid,
                 "fail",
                 f"--tokenizer {tok} is not a directory",
                 "",
                 "Point --tokenizer at a directory with tokenizer files.",
             )
-        return R(cid, "pass", f"--tokenizer {tok}")
+        return result(cid, "pass", f"--tokenizer {tok}")
     files = f.tokenizer_files
     has_cfg = f.tokenizer_config is not None
     if not files:
-        return R(
+        return result(
             cid,
             "fail",
             "no tokenizer files in the model directory",
@@ -193,14 +193,14 @@ def _tokenizer(ctx: Context) -> CheckResult:
             "Copy the original tokenizer files next to the weights (converted checkpoints often lack them), or pass --tokenizer DIR.",
         )
     if not has_cfg:
-        return R(
+        return result(
             cid,
             "warn",
             f"{', '.join(files)} present but no tokenizer_config.json",
             "",
             "Copy tokenizer_config.json from the original model.",
         )
-    return R(cid, "pass", ", ".join(files) + " + tokenizer_config.json")
+    return result(cid, "pass", ", ".join(files) + " + tokenizer_config.json")
 
 
 @check("model.chat_template", "Chat template and preprocessor", needs_config=True)
@@ -216,7 +216,7 @@ def _chat_template(ctx: Context) -> CheckResult:
         if "{" in str(flag):
             src = "--chat-template (inline)"
         elif not p.is_file():
-            return R(
+            return result(
                 cid,
                 "fail",
                 f"--chat-template {flag}: no such file",
@@ -246,7 +246,7 @@ def _chat_template(ctx: Context) -> CheckResult:
     if problems:
         return from_problems(cid, problems)
     pre = " + image processor config" if f.preprocessor_config is not None else ""
-    return R(cid, "pass", f"chat template from {src}{pre}")
+    return result(cid, "pass", f"chat template from {src}{pre}")
 
 
 @check("model.remote_code", "trust-remote-code", needs_config=True)
@@ -257,19 +257,19 @@ def _remote_code(ctx: Context) -> CheckResult:
     am = f.auto_map
     if not am:
         if trust:
-            return R(
+            return result(
                 cid,
                 "pass",
                 "--trust-remote-code set; the model has no custom code (auto_map empty)",
             )
-        return R(cid, "pass", "no custom model code needed")
+        return result(cid, "pass", "no custom model code needed")
     files = sorted({str(v).split(".")[0] for v in am.values() if isinstance(v, str)})
     missing = [m for m in files if "--" not in m and not (f.path / f"{m}.py").is_file()]
     detail = f"config.json auto_map: {', '.join(f'{k} -> {v}' for k, v in am.items())}"
     if missing:
         detail += f"\nMissing code files: {', '.join(m + '.py' for m in missing)}"
     if not trust:
-        return R(
+        return result(
             cid,
             "fail",
             "the model ships its own code (auto_map): vLLM needs --trust-remote-code",
@@ -278,14 +278,14 @@ def _remote_code(ctx: Context) -> CheckResult:
             apply={"arg": "trust-remote-code", "value": True},
         )
     if missing:
-        return R(
+        return result(
             cid,
             "fail",
             "auto_map names code files that are not in the directory",
             detail,
             "Copy the .py files from the original model repository.",
         )
-    return R(
+    return result(
         cid,
         "warn",
         "--trust-remote-code set: the model's own Python code will run",
@@ -300,7 +300,7 @@ def _weights(ctx: Context) -> CheckResult:
     f = ctx.model
     w = f.weights
     if w.index_error:
-        return R(
+        return result(
             cid,
             "fail",
             "model.safetensors.index.json is broken",
@@ -309,14 +309,14 @@ def _weights(ctx: Context) -> CheckResult:
         )
     if not w.expected:
         if w.other_formats:
-            return R(
+            return result(
                 cid,
                 "warn",
                 f"no safetensors; found {', '.join(w.other_formats[:3])}",
                 "mmops reads sizes from safetensors headers only.",
                 "Prefer safetensors weights (faster, safer load).",
             )
-        return R(
+        return result(
             cid,
             "fail",
             "no weight files in the model directory",
@@ -324,7 +324,7 @@ def _weights(ctx: Context) -> CheckResult:
             "Download the weights (all shards) into the model directory.",
         )
     if w.missing:
-        return R(
+        return result(
             cid,
             "fail",
             f"{len(w.missing)} of {len(w.expected)} shards named by the index are missing",
@@ -332,7 +332,7 @@ def _weights(ctx: Context) -> CheckResult:
             "Finish the download: every shard in model.safetensors.index.json must be present.",
         )
     if w.errors:
-        return R(
+        return result(
             cid,
             "fail",
             f"{len(w.errors)} shard(s) unreadable",
@@ -352,14 +352,14 @@ def _weights(ctx: Context) -> CheckResult:
 
         if run_dtype(f, dtype) == "BF16":
             names = sorted({d.name for d in ctx.devices if not d.bf16})
-            return R(
+            return result(
                 cid,
                 "fail",
                 f"{', '.join(names)} has no bfloat16; the model would run in bfloat16",
                 summary,
                 "Pass --dtype float16.",
             )
-    return R(cid, "pass", summary, data_bytes=w.total_bytes)
+    return result(cid, "pass", summary, data_bytes=w.total_bytes)
 
 
 def _count(n: int) -> str:

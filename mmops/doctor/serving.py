@@ -8,8 +8,8 @@ import socket
 from mmops.doctor.core import (
     CheckResult,
     Context,
-    R,
     check,
+    result,
 )
 
 
@@ -18,7 +18,7 @@ def _port(ctx: Context) -> CheckResult:
     cid = "host.port"
     host, port = ctx.spec.host, ctx.spec.port
     if not 0 < port < 65536:
-        return R(
+        return result(
             cid,
             "fail",
             f"--port {port} is not a TCP port",
@@ -32,7 +32,7 @@ def _port(ctx: Context) -> CheckResult:
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             holder = _port_holder(port)
-            return R(
+            return result(
                 cid,
                 "fail",
                 f"port {port} on {host} is already in use{holder}",
@@ -40,7 +40,7 @@ def _port(ctx: Context) -> CheckResult:
                 f"Stop what listens there, or pass --port {port + 1}.",
             )
         if exc.errno == errno.EADDRNOTAVAIL:
-            return R(
+            return result(
                 cid,
                 "fail",
                 f"--host {host} is not an address of this machine",
@@ -48,10 +48,10 @@ def _port(ctx: Context) -> CheckResult:
                 "Use 127.0.0.1, 0.0.0.0 or one of this host's addresses.",
             )
         if exc.errno == errno.EACCES:
-            return R(
+            return result(
                 cid, "fail", f"no permission to bind port {port}", "", "Use a port above 1023."
             )
-        return R(
+        return result(
             cid,
             "fail",
             f"cannot bind {host}:{port}: {exc.strerror}",
@@ -59,7 +59,7 @@ def _port(ctx: Context) -> CheckResult:
             "Pick another --host/--port.",
         )
     except socket.gaierror:
-        return R(
+        return result(
             cid,
             "fail",
             f"--host {host} does not resolve",
@@ -68,14 +68,14 @@ def _port(ctx: Context) -> CheckResult:
         )
     if host in ("0.0.0.0", "::", ""):
         key = "--api-key" if not ctx.spec.get("api-key") else None
-        return R(
+        return result(
             cid,
             "warn",
             f"{host}:{port} free, but binding all interfaces exposes the API to the network",
             "",
             "Bind 127.0.0.1 behind a proxy" + (f", or set {key}" if key else "") + ".",
         )
-    return R(cid, "pass", f"{host}:{port} is free")
+    return result(cid, "pass", f"{host}:{port} is free")
 
 
 def _port_holder(port: int) -> str:
@@ -96,24 +96,24 @@ def _block_size(ctx: Context) -> CheckResult:
     bs = ctx.spec.get("block-size")
     if ctx.vendor == "ascend":
         if bs is None:
-            return R(cid, "pass", "unset: vllm-ascend uses 128")
+            return result(cid, "pass", "unset: vllm-ascend uses 128")
         if bs != 128:
-            return R(
+            return result(
                 cid,
                 "warn",
                 f"--block-size {bs} on Ascend",
                 "vllm-ascend's attention kernels and prefix caching expect 128 (the reference recommends it).",
                 "Use --block-size 128.",
             )
-        return R(cid, "pass", "--block-size 128 (Ascend)")
+        return result(cid, "pass", "--block-size 128 (Ascend)")
     if bs is None:
-        return R(cid, "pass", "unset: vLLM picks its default")
+        return result(cid, "pass", "unset: vLLM picks its default")
     if bs < 1 or bs & (bs - 1):
-        return R(
+        return result(
             cid,
             "fail",
             f"--block-size {bs} is not a power of two",
             "",
             "Use 16 (GPU default) or 128 (Ascend).",
         )
-    return R(cid, "pass", f"--block-size {bs}")
+    return result(cid, "pass", f"--block-size {bs}")

@@ -226,11 +226,11 @@ def from_dict(d: Mapping[str, Json], default_seq: int = 0) -> AnyEvent | None:
     kind = d.get("kind", "state")
     if kind == "phase":
         prog = d.get("progress")
-        progress = (
-            (int(prog[0]), int(prog[1]))
-            if isinstance(prog, list) and len(prog) == 2 and all(isinstance(x, int) for x in prog)
-            else None
-        )
+        progress: tuple[int, int] | None = None
+        if isinstance(prog, list) and len(prog) == 2:
+            done, total = prog
+            if isinstance(done, int) and isinstance(total, int):
+                progress = (int(done), int(total))
         return PhaseReached(
             seq, t, attempt, str(d.get("phase", "")), str(d.get("title", "")),
             str(d.get("detail", "") or ""), progress,

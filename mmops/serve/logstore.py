@@ -684,7 +684,7 @@ def _required_literals(rx: re.Pattern[bytes]) -> tuple[list[bytes] | None, bool]
 try:  # the parser behind re: private, stable since 3.5; _required_literals survives its loss
     from re import _parser as _sre_parse  # type: ignore[attr-defined]
 except ImportError:  # Python 3.10
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+    import sre_parse as _sre_parse
 
 _REPEATS = tuple(
     getattr(_sre_parse, name)

@@ -1,7 +1,7 @@
 """A run folder as an event source: `mmops logs`, `mmops tui --run` and post-mortems read it.
 
 The same interface as the live supervisor (``serve.events.EventSource``): ``snapshot()`` folds
-``events.jsonl``; ``events(since)`` yields its records and, with ``follow``, the ones a live
+``events.jsonl``; ``events(since)`` yields its records and, with ``live``, the ones a live
 `mmops serve` appends later, until the run ends (a terminal state, or its mmops process gone);
 ``read_log`` reads attempt logs by byte offset. A replay cannot stop or restart anything.
 """
@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from mmops.errors import UsageError
 from mmops.serve import runs
@@ -21,12 +23,18 @@ from mmops.serve.logstore import LogChunk, read_range
 from mmops.serve.states import TERMINAL
 
 
+class LogLine(NamedTuple):
+    attempt: int
+    line_no: int  # 1-based in attempt-N.log
+    text: str
+
+
 class RunReplay:
     """Read-only view of one run folder (finished, or still written by a live serve)."""
 
-    def __init__(self, path: Path, *, follow: bool = False, poll_s: float = 0.2) -> None:
+    def __init__(self, path: Path, *, live: bool = False, poll_s: float = 0.2) -> None:
         self.path = path
-        self.follow = follow
+        self.live = live  # events() waits for what a running serve appends
         self.poll_s = poll_s
         self._offset = 0  # bytes of events.jsonl consumed
         self._count = 0
@@ -118,7 +126,7 @@ class RunReplay:
         for ev in self.iter_events(since):
             last = max(last, ev.seq)
             yield ev
-        while self.follow and not self.over():
+        while self.live and not self.over():
             await asyncio.sleep(self.poll_s)
             for ev in self._pump():
                 if ev.seq > last:
@@ -128,6 +136,44 @@ class RunReplay:
             if ev.seq > last:
                 last = ev.seq
                 yield ev
+
+    def follow(self, attempt: int | None = None, poll_s: float = 0.2) -> Iterator[LogLine]:
+        """Every line of the attempt log as it is written (of each new attempt in turn when
+        ``attempt`` is None), until the run ends. Offsets, not re-reads: each byte once."""
+        current = attempt or (self.attempts() or [1])[-1]
+        offset = 0
+        line_no = 0
+        while True:
+            chunk = self.read_log(current, offset, limit=10_000)
+            if chunk.lines:
+                offset = chunk.next_offset
+                for text in chunk.lines:
+                    line_no += 1
+                    yield LogLine(current, line_no, text)
+                continue
+            newer = [n for n in self.attempts() if n > current]
+            if attempt is None and newer:
+                yield from self._partial(current, offset, line_no)
+                current, offset, line_no = newer[0], 0, 0
+                continue
+            if self.over():
+                # One last read: the run may have written its last lines after our last look.
+                if self.read_log(current, offset, limit=1).lines:
+                    continue
+                yield from self._partial(current, offset, line_no)
+                return
+            time.sleep(poll_s)
+
+    def _partial(self, attempt: int, offset: int, line_no: int) -> Iterator[LogLine]:
+        """A last line without its newline (the server died mid-line), as it is."""
+        path = self.log_path(attempt)
+        if path is None or not path.exists():
+            return
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            rest = fh.read()
+        if rest:
+            yield LogLine(attempt, line_no + 1, rest.decode("utf-8", "replace"))
 
     async def stop(self, force: bool = False) -> None:
         raise UsageError(f"{self.name}: a recorded run cannot be stopped (it is a replay)")

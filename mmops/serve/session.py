@@ -45,13 +45,13 @@ class Session:
         self,
         spec: LaunchSpec,
         pre: Preflight,
-        run: Run,
+        run_dir: Run,
         supervisor: Supervisor,
         skip_preflight: bool = False,
     ) -> None:
         self.spec = spec
         self.preflight = pre
-        self.run = run
+        self.run_dir = run_dir
         self.supervisor = supervisor
         self.skip_preflight = skip_preflight
 
@@ -80,7 +80,7 @@ class Session:
                 return build_plan(s, vllm_version=version)
 
         sup = Supervisor(
-            spec, planner=planner, run=run, options=options, on_event=on_event, on_lines=on_lines
+            spec, planner=planner, run_dir=run, options=options, on_event=on_event, on_lines=on_lines
         )
         return cls(spec, pre, run, sup, skip_preflight)
 
@@ -95,7 +95,7 @@ class Session:
     async def start(self) -> None:
         """Start supervising, or, when the preflight failed, record FAILED and start nothing."""
         if self.blocked:
-            self.run.write_json(
+            self.run_dir.write_json(
                 "plan.json", self.plan().to_dict(preflight=self.preflight.to_dict())
             )
             self.supervisor.refuse(
@@ -118,7 +118,7 @@ class Session:
         self.spec = new_spec
         self.preflight = pre
         self.supervisor.spec = new_spec
-        self.run.write_json("preflight.json", pre.to_dict())
+        self.run_dir.write_json("preflight.json", pre.to_dict())
         if why:
             self.supervisor.note(why, launch_change=why, preflight=pre.summary())
         return pre
@@ -141,7 +141,7 @@ class Session:
             model_path=sup.spec.model,
             progress=progress,
         )
-        self.run.write_json("probe.json", result.to_dict())
+        self.run_dir.write_json("probe.json", result.to_dict())
         return result
 
     async def smoke(self) -> SmokeResult:

@@ -177,7 +177,7 @@ class Supervisor:
         spec: LaunchSpec,
         *,
         planner: Planner | None = None,
-        run: Run | None = None,
+        run_dir: Run | None = None,
         options: Options | None = None,
         on_event: Callable[[StateChanged], None] | None = None,
         on_lines: Callable[[int, list[str]], None] | None = None,
@@ -187,7 +187,7 @@ class Supervisor:
     ) -> None:
         self.spec = spec
         self.planner = planner or build_plan
-        self.run = run
+        self.run_dir = run_dir
         self.options = options or Options()
         self.on_event = on_event
         self.on_lines = on_lines
@@ -322,7 +322,7 @@ class Supervisor:
             self._subscribers.remove(queue)
 
     def log_path(self, attempt: int) -> Path | None:
-        return self.run.attempt_log(attempt) if self.run is not None else None
+        return self.run_dir.attempt_log(attempt) if self.run_dir is not None else None
 
     def read_log(self, attempt: int, offset: int = 0, limit: int = 1000) -> LogChunk:
         path = self.log_path(attempt)
@@ -353,8 +353,8 @@ class Supervisor:
         if not isinstance(ev, LogLines):
             self.history.append(ev)
             self._status = fold(self._status, ev)
-            if self.run is not None:
-                self.run.append_event(to_dict(ev))
+            if self.run_dir is not None:
+                self.run_dir.append_event(to_dict(ev))
         for q in self._subscribers:
             q.put_nowait(ev)
 
@@ -413,10 +413,10 @@ class Supervisor:
     async def _run_attempt(self) -> _Outcome:
         plan = self.planner(self.spec)
         self.plan = plan
-        if self.attempt == 1 and self.run is not None:
-            self.run.write_json("plan.json", plan.to_dict())
+        if self.attempt == 1 and self.run_dir is not None:
+            self.run_dir.write_json("plan.json", plan.to_dict())
         env = {**self.spec.child_env(self.base_env), **plan.env}
-        log = self.run.open_attempt_log(self.attempt) if self.run is not None else None
+        log = self.run_dir.open_attempt_log(self.attempt) if self.run_dir is not None else None
         self._tail.clear()
         self._lines_total = 0
         self._pending_first = 1
@@ -447,7 +447,7 @@ class Supervisor:
             argv=redact.mask_argv(plan.argv),
             env=redact.mask_env(plan.env),
             url=plan.url,
-            log=str(self.run.attempt_log(self.attempt)) if self.run else None,
+            log=str(self.run_dir.attempt_log(self.attempt)) if self.run_dir else None,
             changes=[c.to_dict() for c in self.changes] or None,
             mmops_pid=os.getpid() if self.attempt == 1 else None,
             max_attempts=self.spec.restart.max_attempts,
@@ -518,7 +518,7 @@ class Supervisor:
             lines = lines[: max(0, outcome.lines_before_stop - first + 1)]
         # Classifying a long tail is CPU work: keep it off the loop so events keep flowing.
         label = (
-            self.run.attempt_log(self.attempt).name if self.run else f"attempt-{self.attempt}.log"
+            self.run_dir.attempt_log(self.attempt).name if self.run_dir else f"attempt-{self.attempt}.log"
         )
         cause = await asyncio.to_thread(classify_attempt, lines, first, label)
         self.cause = cause
@@ -526,7 +526,7 @@ class Supervisor:
         common: dict[str, Any] = {
             "exit": reaper.describe_exit(outcome.returncode),
             "cause": cause.to_dict() if cause else None,
-            "log": str(self.run.attempt_log(self.attempt)) if self.run else None,
+            "log": str(self.run_dir.attempt_log(self.attempt)) if self.run_dir else None,
         }
         what = _say(outcome, cause)
         # Only a root cause can rule retrying out; a bare consequence (a worker died, the
