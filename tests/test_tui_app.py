@@ -261,3 +261,51 @@ def test_run_mode_is_read_only_post_mortem(tmp_path):
             await until(pilot, lambda: not app.is_running, 10)
 
     asyncio.run(go())
+
+
+NPU = Path(__file__).parent / "fixtures" / "npu-smi"
+
+
+def test_devices_from_recorded_npu_smi_and_a_hung_query(tmp_path):
+    """The device tab renders real recorded `npu-smi info` output (8 x 910B3) with sparklines;
+    a query that hangs is timed out and said so while the screen keeps answering keys."""
+    import threading
+
+    from mmops.platform import ReplayRunner, detect
+    from mmops.tui.widgets.devices import DevicesPanel
+
+    (tmp_path / "dev").mkdir()
+    for i in range(8):
+        (tmp_path / "dev" / f"davinci{i}").touch()
+    runner = ReplayRunner({("npu-smi", "info"): NPU / "910b3-x8-idle.txt"})
+    session = launch(tmp_path)
+    app = MmopsApp(Target("launch", session.supervisor, "fake", session=session,
+                          detect=lambda: detect(runner, env={}, dev_root=tmp_path / "dev")))  # fmt: skip
+
+    async def go() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            panel = app.query_one(DevicesPanel)
+            await until(pilot, lambda: panel.report is not None and len(panel.mem) == 8)
+            await pilot.press("3")
+            await pilot.pause(0.1)
+            out = text(app, DevicesPanel)
+            assert out.count("ascend ") == 8 and "GiB" in out and "mem  ▁" in out
+
+    asyncio.run(go())
+
+    release = threading.Event()
+    hung = MmopsApp(Target("launch", session.supervisor, "fake", session=session,
+                           detect=lambda: release.wait(30) and None))  # fmt: skip
+    hung.device_timeout_s = 0.3
+
+    async def go_hung() -> None:
+        async with hung.run_test(size=(100, 30)) as pilot:
+            panel = hung.query_one(DevicesPanel)
+            await until(pilot, lambda: panel.error is not None, 10)
+            assert "did not answer in 0.3 s" in panel.error
+            await pilot.press("2")  # the screen still answers
+            await pilot.pause(0.05)
+            assert hung.query_one("#tabs").active == "tab-logs"
+        release.set()
+
+    asyncio.run(go_hung())

@@ -86,8 +86,15 @@ def test_main_screen_120x40_failed(snap_compare, tmp_path):
 
 def test_log_tab_80x24(snap_compare, tmp_path):
     async def logs(pilot) -> None:
+        from mmops.tui.widgets.logview import LogView
+
         await settle(pilot)
         await pilot.press("2")
+        view = pilot.app.query_one(LogView)
+        for _ in range(100):  # a loaded machine may take a few frames to lay the tab out
+            if view.row_count and view.size.height and view.scroll_y == view.max_scroll_y:
+                break
+            await pilot.pause(0.05)
         await pilot.pause(0.2)
 
     assert snap_compare(app_for(recorded_run(tmp_path, "READY")), terminal_size=(80, 24),

@@ -62,9 +62,7 @@ def _target(args: argparse.Namespace):  # noqa: ANN202 - tui.app.Target (Textual
             raise UsageError(f"--log-file {log_file}: is a directory; give the server's log file")
         run_dir = None if log_file else run_for_url(args.attach, state_root(args.state_dir))
         source = AttachSource(args.attach, log_file=log_file, run_dir=run_dir, api_key=args.api_key)
-        target = Target("attach", source, args.attach)
-        target.model_path = args.model_path  # type: ignore[attr-defined]
-        return target
+        return Target("attach", source, args.attach, model_path=args.model_path)
     from mmops.launch.preflight import launch_spec
     from mmops.serve.session import Session
     from mmops.serve.supervisor import Options

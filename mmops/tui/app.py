@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from textual.widgets import Button, Footer, Input, Label, Static, TabbedContent,
 
 from mmops.errors import MmopsError
 from mmops.launch.fixes import LaunchFix, from_check
+from mmops.platform.records import PlatformReport
 from mmops.serve.events import EventSource, LogLines, PhaseReached, StateChanged
 from mmops.serve.states import TERMINAL, State
 from mmops.tui.widgets.devices import DevicesPanel
@@ -49,6 +51,8 @@ class Target:
     start_now: bool = False
     cpu: bool = False  # the launch runs on the vLLM CPU backend
     poll_devices: bool = True
+    detect: Callable[[], PlatformReport] | None = None  # default: platform.detect (tests inject)
+    model_path: str | None = None  # attach mode: the model dir, for stop token ids
 
 
 class Confirm(ModalScreen[bool]):
@@ -123,6 +127,7 @@ class MmopsApp(App[int]):
         self._last_counters: tuple[float, float | None, float | None] | None = None
         self.exit_code = 0
         self.clock = time.time  # tests fix it, so snapshots hold still
+        self.device_timeout_s = DEVICE_TIMEOUT_S
 
     # ---------------------------------------------------------------- layout
 
@@ -307,9 +312,13 @@ class MmopsApp(App[int]):
         from mmops.platform import detect
 
         try:
-            report = await asyncio.wait_for(asyncio.to_thread(detect), DEVICE_TIMEOUT_S)
+            report = await asyncio.wait_for(
+                asyncio.to_thread(self.target.detect or detect), self.device_timeout_s
+            )
         except asyncio.TimeoutError:
-            panel.add_sample(None, f"npu-smi / nvidia-smi did not answer in {DEVICE_TIMEOUT_S:g} s")
+            panel.add_sample(
+                None, f"npu-smi / nvidia-smi did not answer in {self.device_timeout_s:g} s"
+            )
             return
         panel.add_sample(report, "; ".join(report.warnings) or None)
 
@@ -358,7 +367,7 @@ class MmopsApp(App[int]):
                 result = await session.run_suite(progress=progress)  # type: ignore[attr-defined]
             else:
                 api_key = getattr(self.source, "api_key", None)
-                model_path = getattr(self.target, "model_path", None)
+                model_path = self.target.model_path
                 result = await run_suite_async(
                     st.url or "", load_suite("smoke"), api_key=api_key, model_path=model_path,
                     progress=progress,

@@ -63,8 +63,8 @@ class ServerPanel(Static):
             if ph.detail:
                 out.append(f"  {ph.detail}")
             out.append(f"  ({clock(now - ph.time)} ago)\n", "dim")
-            out.append("   " + "  ".join(
-                ("✓ " if _PHASE_INDEX.get(pid, 0) < n - 1 else "› " if pid == ph.phase else "· ") + pid
+            out.append(" " + " ".join(
+                ("✓" if _PHASE_INDEX.get(pid, 0) < n - 1 else "›" if pid == ph.phase else "·") + pid
                 for pid, _ in PHASES
             ) + "\n", "dim")  # fmt: skip
         elif st.state == State.STARTING:
