@@ -82,6 +82,12 @@ class Confirm(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
+HINTS = {
+    "launch": "No server yet. Press s to start it.",
+    "attach": "Nothing answers at this URL yet (polling /health every 2 s).",
+    "run": "This run recorded no state change.",
+}
+
 HELP = """\
 s start   x stop   r restart   p probe (suite)   c re-run preflight   a apply the fix
 / search  n / N next / previous match   e warnings+errors only   f follow
@@ -94,21 +100,22 @@ class MmopsApp(App[int]):
     TITLE = "mmops"
 
     BINDINGS = [
+        # The first ones show at 80 columns; `?` lists them all.
         Binding("s", "start", "start"),
         Binding("x", "stop", "stop"),
         Binding("r", "restart", "restart"),
         Binding("p", "probe", "probe"),
+        Binding("q", "quit_app", "quit"),
+        Binding("question_mark", "help", "help"),
         Binding("c", "preflight", "preflight"),
-        Binding("a", "apply_fix", "apply fix"),
+        Binding("a", "apply_fix", "fix"),
         Binding("slash", "search", "search"),
         Binding("n", "next_match(False)", "next", show=False),
         Binding("N", "next_match(True)", "prev", show=False),
         Binding("e", "filter", "errors"),
+        Binding("f", "follow", "follow"),
         Binding("left_square_bracket", "attempt(-1)", "attempt-"),
         Binding("right_square_bracket", "attempt(1)", "attempt+"),
-        Binding("f", "follow", "follow"),
-        Binding("question_mark", "help", "help"),
-        Binding("q", "quit_app", "quit"),
         Binding("1", "tab('tab-server')", show=False),
         Binding("2", "tab('tab-logs')", show=False),
         Binding("3", "tab('tab-devices')", show=False),
@@ -136,7 +143,7 @@ class MmopsApp(App[int]):
         with TabbedContent(id="tabs", initial="tab-server"):
             with TabPane("1 Server", id="tab-server"), Horizontal(id="overview"):
                 with VerticalScroll(id="server-box"):
-                    yield ServerPanel(id="server")
+                    yield ServerPanel(id="server", hint=HINTS[self.target.mode])
                 with Vertical(id="preflight-box"):
                     yield PreflightTable(id="preflight")
                     yield Static("", id="fix")
@@ -148,7 +155,7 @@ class MmopsApp(App[int]):
                 yield DevicesPanel(id="devices")
             with TabPane("4 Service", id="tab-service"), VerticalScroll():
                 yield ServicePanel(id="service")
-        yield Footer()
+        yield Footer(compact=True)
 
     async def on_mount(self) -> None:
         loop = asyncio.get_running_loop()
@@ -156,6 +163,8 @@ class MmopsApp(App[int]):
         for sig in (signal.SIGHUP, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: self.call_later(self.shutdown, True))
         self.query_one("#search", Input).display = False
+        # Preflight belongs to a launch; attached and recorded servers give the room to the rest.
+        self.query_one("#preflight-box").display = self.target.session is not None
         self._show_preflight()
         self._refresh_status()
         self.set_interval(1.0, self._tick)

@@ -25,10 +25,15 @@ from mmops.diagnose.table import LineMatch, match_line
 from mmops.serve.logstore import LogStore
 
 # What "warnings and errors only" keeps: vLLM's level headers, uvicorn's, tracebacks.
+# CANN reports errors as EH/EE/EI/EZ/EL codes and "error code is N" without a level header.
 WARN_OR_ERROR = re.compile(
     rb"\b(?:WARNING|WARN|ERROR|CRITICAL|FATAL)\b|Traceback \(most recent|\w+(?:Error|Exception):"
+    rb"|\bE[EHILZ]\d{4}:|error code is \d+"
 )
-_ERROR = re.compile(r"\b(?:ERROR|CRITICAL|FATAL)\b|Traceback \(most recent|\w+(?:Error|Exception):")
+_ERROR = re.compile(
+    r"\b(?:ERROR|CRITICAL|FATAL)\b|Traceback \(most recent|\w+(?:Error|Exception):"
+    r"|\bE[EHILZ]\d{4}:|error code is \d+"
+)
 _WARN = re.compile(r"\bWARN(?:ING)?\b")
 
 STYLE_ERROR = Style(color="red")
@@ -144,7 +149,7 @@ class LogView(ScrollView, can_focus=True):
             mark, style = " ", Style()
         if row == self.cursor and self.has_focus:
             style = style + STYLE_CURSOR
-        gutter = f"{n + 1:>7}{mark}"
+        gutter = f"{n + 1:>7}{mark} "
         segments = [
             Segment(gutter, STYLE_GUTTER),
             Segment(text[: max(0, width - len(gutter))], style),

@@ -14,15 +14,17 @@ from textual.widgets import Static
 from mmops.diagnose.phases import PHASES
 from mmops.diagnose.scan import Incident
 from mmops.serve.events import StateChanged, Status
-from mmops.serve.states import State
+from mmops.serve.states import SYMBOL, State
 from mmops.tui.widgets.status import clock
 
+TIMELINE = 12  # state changes shown, newest last (UTC, as events.jsonl records them)
 _PHASE_INDEX = {pid: i for i, (pid, _title) in enumerate(PHASES)}
 
 
 class ServerPanel(Static):
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, *, hint: str = "", id: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id)
+        self.hint = hint  # what to say while nothing has happened yet
         self.status = Status()
         self.transitions: Sequence[StateChanged] = ()
         self.incident: Incident | None = None
@@ -101,6 +103,12 @@ class ServerPanel(Static):
                 out.append(f"  diagnose: {self.incident_error}\n", "dim")
         if self.note:
             out.append(f"\n{self.note}\n", "italic")
+        if self.transitions:
+            out.append("\ntimeline\n", "bold")
+            for ev in self.transitions[-TIMELINE:]:
+                stamp = time.strftime("%H:%M:%S", time.gmtime(ev.time))
+                out.append(f" {stamp} #{ev.attempt} {SYMBOL[ev.state]} {ev.state.value:<9} ")
+                out.append(f"{ev.reason[:120]}\n", "dim")
         if not out.plain.strip():
             out.append(
                 "No server yet. Press s to start it." if st.state == State.STOPPED else st.reason
