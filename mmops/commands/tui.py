@@ -31,6 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--api-key", metavar="KEY", help="with --attach: the server's API key")
     p.add_argument("--run", metavar="RUN", dest="run_ref", help="open a recorded run (post-mortem)")
     p.add_argument(
+        "--suite",
+        metavar="NAME",
+        help="what the probe key runs (default: the launch's suite, or smoke)",
+    )
+    p.add_argument(
         "--stop-timeout", type=float, default=15.0, metavar="S",
         help="seconds after SIGINT, and after SIGTERM, before SIGKILL (default 15)",
     )  # fmt: skip
@@ -47,6 +52,10 @@ def _target(args: argparse.Namespace):  # noqa: ANN202 - tui.app.Target (Textual
         raise UsageError(
             "--attach/--run watch an existing server: drop --profile/--model/--start and vLLM flags"
         )
+    if args.suite:
+        from mmops.probe.suite import load_suite
+
+        load_suite(args.suite)  # a wrong name is a one-line error now, not at the first probe
     if args.run_ref:
         from mmops.serve.replay import RunReplay
         from mmops.serve.runs import find_run, state_root
@@ -62,7 +71,7 @@ def _target(args: argparse.Namespace):  # noqa: ANN202 - tui.app.Target (Textual
             raise UsageError(f"--log-file {log_file}: is a directory; give the server's log file")
         run_dir = None if log_file else run_for_url(args.attach, state_root(args.state_dir))
         source = AttachSource(args.attach, log_file=log_file, run_dir=run_dir, api_key=args.api_key)
-        return Target("attach", source, args.attach, model_path=args.model_path)
+        return Target("attach", source, args.attach, model_path=args.model_path, suite=args.suite)
     from mmops.launch.preflight import launch_spec
     from mmops.serve.session import Session
     from mmops.serve.supervisor import Options
@@ -77,7 +86,7 @@ def _target(args: argparse.Namespace):  # noqa: ANN202 - tui.app.Target (Textual
     cpu = session.spec.device.kind == "cpu"
     return Target(
         "launch", session.supervisor, session.spec.name, session=session,
-        start_now=args.start, cpu=cpu,
+        start_now=args.start, cpu=cpu, suite=args.suite,
     )  # fmt: skip
 
 

@@ -121,7 +121,7 @@ class AttachSource:
         misses += 1
         if misses >= self.failures:
             state = State.STOPPED if "Connect" in why else State.UNHEALTHY
-            if self._status.state != state:
+            if self._status.state != state or not self.history:
                 self._emit(state, f"{why} ({misses} times in a row)", url=self.url)
         return misses
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +55,7 @@ class Target:
     poll_devices: bool = True
     detect: Callable[[], PlatformReport] | None = None  # default: platform.detect (tests inject)
     model_path: str | None = None  # attach mode: the model dir, for stop token ids
+    suite: str | None = None  # what `p` runs: --suite, else the launch's suite, else smoke
 
 
 class Confirm(ModalScreen[bool]):
@@ -160,8 +163,8 @@ class MmopsApp(App[int]):
     async def on_mount(self) -> None:
         loop = asyncio.get_running_loop()
         # A closed terminal (SIGHUP) or a kill (SIGTERM): stop the server cleanly and leave.
-        for sig in (signal.SIGHUP, signal.SIGTERM):
-            loop.add_signal_handler(sig, lambda: self.call_later(self.shutdown, True))
+        loop.add_signal_handler(signal.SIGTERM, lambda: self.call_later(self.shutdown, False))
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.call_later(self.shutdown, False, True))
         self.query_one("#search", Input).display = False
         # Preflight belongs to a launch; attached and recorded servers give the room to the rest.
         self.query_one("#preflight-box").display = self.target.session is not None
@@ -212,7 +215,11 @@ class MmopsApp(App[int]):
         if self.source.snapshot().state == State.STARTING:
             self.query_one(ServerPanel).refresh_text()
         if self.target.mode != "launch":  # another process writes the log
-            self.query_one(LogView).refresh_store()
+            view = self.query_one(LogView)
+            latest = self._latest_attempt()
+            if self.attempt_shown == 0 and view.path != self.source.log_path(latest):
+                self._open_attempt(latest)  # `serve` restarted it: follow the new attempt
+            view.refresh_store()
 
     def _refresh_status(self) -> None:
         st = self.source.snapshot()
@@ -239,7 +246,9 @@ class MmopsApp(App[int]):
     def _open_attempt(self, attempt: int) -> None:
         view = self.query_one(LogView)
         view.open(self.source.log_path(attempt))
-        self.query_one("#loginfo", Static).update(f"attempt {attempt}: {view.path.name if view.path else 'no log'}")
+        self.query_one("#loginfo", Static).update(
+            f"attempt {attempt}: {view.path.name if view.path else 'no log'}"
+        )
 
     @on(LogView.CursorMoved)
     def explain_line(self, msg: LogView.CursorMoved) -> None:
@@ -373,12 +382,12 @@ class MmopsApp(App[int]):
 
             session = self.target.session
             if session is not None:
-                result = await session.run_suite(progress=progress)  # type: ignore[attr-defined]
+                result = await session.run_suite(self.target.suite, progress=progress)  # type: ignore[attr-defined]
             else:
                 api_key = getattr(self.source, "api_key", None)
                 model_path = self.target.model_path
                 result = await run_suite_async(
-                    st.url or "", load_suite("smoke"), api_key=api_key, model_path=model_path,
+                    st.url or "", load_suite(self.target.suite or "smoke"), api_key=api_key, model_path=model_path,
                     progress=progress,
                 )  # fmt: skip
             panel.set_probe(
@@ -567,7 +576,7 @@ class MmopsApp(App[int]):
             return
         await self.shutdown(False)
 
-    async def shutdown(self, force: bool) -> None:
+    async def shutdown(self, force: bool, hangup: bool = False) -> None:
         """Stop the server (the same stop as `serve`), then leave."""
         if self.source.can_control and self.source.snapshot().state not in TERMINAL:
             self.notify("stopping the server...")
@@ -575,7 +584,22 @@ class MmopsApp(App[int]):
                 await self.source.stop(force=force)
         if self.target.mode == "attach":
             await self.source.close()  # type: ignore[attr-defined]
+        if hangup:
+            _leave_after_hangup()
         self.exit(self.exit_code)
+
+
+def _leave_after_hangup(grace_s: float = 2.0) -> None:
+    """The terminal is gone: Textual's writer thread may have died on EIO with output queued,
+    and its shutdown would then wait for ever. The server is stopped and the run folder is
+    complete by now, so send output nowhere and make sure the process ends."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            os.dup2(null, fd)
+    timer = threading.Timer(grace_s, os._exit, (0,))
+    timer.daemon = True
+    timer.start()
 
 
 def _rate(before: float | None, after: float | None, dt: float) -> float | None:

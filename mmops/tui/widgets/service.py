@@ -83,7 +83,9 @@ class ServicePanel(Static):
         for c in self.cases.values():
             mark = ("✓", "green") if c.ok else ("✗", "red")
             out.append(f" {mark[0]} ", mark[1])
-            line = f"{c.name:<14} TTFT {_ms(c.ttft_s):>7}  latency {_ms(c.latency_s):>7}  {c.verdict}"
+            line = (
+                f"{c.name:<14} TTFT {_ms(c.ttft_s):>7}  latency {_ms(c.latency_s):>7}  {c.verdict}"
+            )
             room = max(20, (self.size.width or 80) - 4)
             out.append((line if len(line) <= room else line[: room - 1] + "…") + "\n")
         self.update(out)

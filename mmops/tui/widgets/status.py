@@ -50,7 +50,9 @@ class StatusHeader(Static):
         now = getattr(self.app, "clock", time.time)()
         line = Text()
         line.append(f" {SYMBOL[st.state]} {st.state.value} ", STATE_STYLE.get(st.state, ""))
-        line.append(f" {self.title or st.model or '?'}", "bold")
+        # Attached, the URL is the title: the model is what the server says it serves.
+        name = (st.model or "model not known yet") if self.mode == "attach" else self.title
+        line.append(f" {name or st.model or '?'}", "bold")
         line.append(f"  {st.url or ''}")
         if self.mode != "launch":
             line.append(f"  [{self.mode}]", "italic")
