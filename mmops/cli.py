@@ -8,7 +8,7 @@ imported only when named in the table, so ``mmops doctor`` never pays for the TU
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import signal
 import sys
 from collections.abc import Sequence

@@ -31,6 +31,12 @@ _TEXT_PATTERNS = (
     re.compile(r"(?P<key>)(?P<val>\bhf_[A-Za-z0-9]{20,})"),
 )
 
+# Where the patterns above could match: a key word (any case we have seen) followed by its
+# value, or a token shape that is a secret by itself.
+_KEY_HINTS = (b"key", b"KEY", b"Key", b"oken", b"OKEN", b"assword", b"ASSWORD", b"ecret", b"ECRET")
+_VALUE_NEXT = re.compile(rb"['\"]?\s*[:=]")
+_VALUE_HINTS = (b"Bearer", b"hf_", b"--api", b"--hf")
+
 
 def is_secret_env(name: str) -> bool:
     """Whether an environment variable's value must never be shown."""
@@ -91,17 +97,6 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self.secrets = [s for s in secrets if s]
         self._secrets_b = [s.encode() for s in self.secrets]
-        self._hint_b = (
-            b"key",
-            b"KEY",
-            b"Key",
-            b"oken",
-            b"OKEN",
-            b"assword",
-            b"ecret",
-            b"Bearer",
-            b"hf_",
-        )
 
     def line(self, text: str) -> str:
         """One line (or any text) with secrets masked."""
@@ -117,11 +112,38 @@ class Redactor:
         for s in self._secrets_b:
             if s in data:
                 data = data.replace(s, MASK.encode())
-        # The regexes cost far more than a few substring tests: run them only when a line could
-        # hold a secret at all. Logs under a flood are mostly request/stat lines without these.
-        if not any(h in data for h in self._hint_b):
+        # "tokens/s" and "max_tokens=" carry a hint on every stats line: mask only the lines
+        # where a key is really followed by its value (found with bytes.find, at C speed).
+        spans: set[tuple[int, int]] = set()
+        for hint in _KEY_HINTS:
+            i = data.find(hint)
+            while i >= 0:
+                j = i + len(hint)
+                if _VALUE_NEXT.match(data, j):
+                    spans.add(_line_span(data, i))
+                i = data.find(hint, j)
+        for hint in _VALUE_HINTS:
+            i = data.find(hint)
+            while i >= 0:
+                spans.add(_line_span(data, i))
+                i = data.find(hint, i + len(hint))
+        if not spans:
             return data
-        return self.line(data.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape")
+        out: list[bytes] = []
+        pos = 0
+        for start, end in sorted(spans):
+            out.append(data[pos:start])
+            line = data[start:end].decode("utf-8", "surrogateescape")
+            out.append(self.line(line).encode("utf-8", "surrogateescape"))
+            pos = end
+        out.append(data[pos:])
+        return b"".join(out)
+
+
+def _line_span(data: bytes, at: int) -> tuple[int, int]:
+    start = data.rfind(b"\n", 0, at) + 1
+    end = data.find(b"\n", at)
+    return start, len(data) if end < 0 else end
 
 
 def _mask_match(m: re.Match[str]) -> str:

@@ -80,3 +80,22 @@ def test_redactor_chunk_is_bytes_in_bytes_out_and_keeps_lines():
     assert r.chunk(block) == b"line one\n--api-key ***\nGPU KV cache size: 182,784 tokens\n"
     plain = b"INFO: nothing to see\n" * 3
     assert r.chunk(plain) is plain  # fast path: untouched object
+
+
+def test_chunk_masks_exactly_what_line_masks_and_leaves_stats_lines_alone():
+    from mmops.redact import Redactor
+
+    lines = [
+        "INFO 11-25 09:51:14 [loggers.py:259] Avg prompt throughput: 6.3 tokens/s, max_tokens=16",
+        "non-default args: {'api_key': 'sk-abcdef123', 'model': 'm'}",
+        "Authorization: Bearer abcd1234efgh",
+        "token: hunter22 and password = p4ssw0rd",
+        "hf_" + "a" * 24 + " leaked",
+        "--api-key s3cr3tkey --port 8000",
+        "plain line",
+    ] * 50
+    red = Redactor(["sk-abcdef123"])
+    block = ("\n".join(lines) + "\n").encode()
+    assert red.chunk(block).decode() == "\n".join(red.line(x) for x in lines) + "\n"
+    stats = ("\n".join([lines[0]] * 100) + "\n").encode()
+    assert red.chunk(stats) is stats or red.chunk(stats) == stats

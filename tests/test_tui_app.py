@@ -309,3 +309,36 @@ def test_devices_from_recorded_npu_smi_and_a_hung_query(tmp_path):
         release.set()
 
     asyncio.run(go_hung())
+
+
+def test_errors_filter_toggles_many_times_and_keeps_the_cursor_line(tmp_path):
+    """Each toggle maps the cursor from the old view to the new one (rows vs line numbers)."""
+    session = launch(tmp_path, "npu_vm")
+    app = app_for(session, start_now=True)
+
+    async def go() -> None:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: session.supervisor.state == State.READY)
+            view = app.query_one(LogView)
+            await pilot.press("2", "left_square_bracket")
+            await pilot.pause(0.1)
+            assert view.search("sdma error")
+            line = view.line_no(view.cursor)
+            for _ in range(5):
+                await pilot.press("e")
+                await pilot.pause(0.05)
+                assert view.errors_only
+                kept = view.line_no(view.cursor)
+                assert kept >= line  # the first kept line at or after the cursor's
+                await pilot.press("e")
+                await pilot.pause(0.05)
+                assert not view.errors_only and view.line_no(view.cursor) == kept
+            # CANN's EH codes (no level header) count as errors.
+            await pilot.press("e")
+            await pilot.pause(0.05)
+            kept_lines = [view.store.line(view.line_no(r)) for r in range(view.row_count)]
+            assert any(x.startswith("EH9999") for x in kept_lines)
+            await pilot.press("x")
+            await until(pilot, lambda: session.supervisor.state == State.STOPPED)
+
+    asyncio.run(go())

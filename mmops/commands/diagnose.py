@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from mmops.term import paint, use_color
+
+if TYPE_CHECKING:
+    from mmops.diagnose.scan import Incident
 
 VERDICT_COLORS = {
     "started": "32",
@@ -77,7 +81,7 @@ def _facts_line(facts: dict) -> str:
     return ", ".join(parts)
 
 
-def render(incident, show_all: bool = False, color: bool = False) -> str:
+def render(incident: Incident, show_all: bool = False, color: bool = False) -> str:
     """The human report: verdict line, cause with evidence, meaning and fix, then the rest."""
     facts = incident.facts
     verdict = paint(incident.verdict.upper(), VERDICT_COLORS[incident.verdict] + ";1", color)

@@ -6,9 +6,13 @@ import argparse
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from mmops import term
-from mmops.launch.spec import add_launch_arguments, spec_from_args
+from mmops.launch.spec import LaunchSpec, add_launch_arguments, spec_from_args
+
+if TYPE_CHECKING:
+    from mmops.doctor import DoctorReport
 
 MARKS = {"pass": "✓", "warn": "!", "fail": "✗", "skip": "-"}
 COLORS = {"pass": "32", "warn": "33", "fail": "31", "skip": "2"}
@@ -48,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list_devices:
         from mmops.platform import known_accelerators
 
-        for key, spec in sorted(known_accelerators().items()):
-            print(f"{key:12} {spec.name:28} {spec.memory_total_mib / 1024:6.0f} GiB {spec.kind}")
+        for key, acc in sorted(known_accelerators().items()):
+            print(f"{key:12} {acc.name:28} {acc.memory_total_mib / 1024:6.0f} GiB {acc.kind}")
         return 0
     t0 = time.perf_counter()
     spec = spec_from_args(args)
@@ -68,7 +72,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def render(report, spec, elapsed: float, verbose: bool = False, color: bool = False) -> str:
+def render(
+    report: DoctorReport,
+    spec: LaunchSpec,
+    elapsed: float,
+    verbose: bool = False,
+    color: bool = False,
+) -> str:
     def paint(status: str, text: str) -> str:
         return term.paint(text, COLORS[status], color)
 

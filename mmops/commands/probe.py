@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TextIO
 
@@ -169,7 +170,7 @@ def _validate(args: argparse.Namespace) -> None:
                 sampling_value(name, value)
             except ValueError as exc:
                 raise UsageError(f"--{name.replace('_', '-')} {value}: {exc}") from None
-    rules = [
+    rules: list[tuple[str, float | None, Callable[[float], bool], str]] = [
         ("--timeout", args.timeout, lambda v: v > 0, "> 0 seconds"),
         ("--max-media-mb", args.max_media_mb, lambda v: v > 0, "> 0"),
         ("--concurrency", args.concurrency, lambda v: v >= 1, ">= 1"),

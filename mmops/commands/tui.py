@@ -6,9 +6,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmops.errors import UsageError
 from mmops.launch.spec import add_launch_arguments
+
+if TYPE_CHECKING:
+    from mmops.tui.app import Target
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, accepts_vllm_flags=True)
 
 
-def _target(args: argparse.Namespace):  # noqa: ANN202 - tui.app.Target (Textual imported late)
+def _target(args: argparse.Namespace) -> Target:
     from mmops.tui.app import Target
 
     if args.attach and args.run_ref:

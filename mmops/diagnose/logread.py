@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO, NamedTuple, Protocol
 
 from mmops.errors import MmopsError
 
@@ -69,13 +69,14 @@ class LogLine(NamedTuple):
 # ----------------------------------------------------------------------------- inputs
 
 
-def _run_folder_attempts(folder: Path) -> list[Path]:
+def _run_folder_attempts(folder: Path) -> list[tuple[int, Path]]:
+    """The folder's attempt logs with their numbers, in attempt order."""
     found = []
     for entry in folder.iterdir():
         m = _ATTEMPT_RE.match(entry.name)
         if m and entry.is_file():
             found.append((int(m.group(1)), entry))
-    return [p for _, p in sorted(found)]
+    return sorted(found)
 
 
 def is_run_folder(folder: Path) -> bool:
@@ -104,9 +105,9 @@ def open_inputs(paths: Sequence[str], attempt: int | None = None) -> list[Source
                 )
             attempts = _run_folder_attempts(path)
             if attempt is None:
-                chosen = attempts[-1]
+                chosen = attempts[-1][1]
             else:
-                by_num = {int(_ATTEMPT_RE.match(p.name).group(1)): p for p in attempts}
+                by_num = dict(attempts)
                 if attempt not in by_num:
                     valid = ", ".join(str(n) for n in sorted(by_num))
                     raise MmopsError(f"{raw}: no attempt {attempt} (attempts: {valid})")
@@ -164,17 +165,27 @@ class _LineStream:
         self._rest = block[n:]
         return block[:n]
 
+    def close(self) -> None:
+        pass
 
-def _open_stream(source: Source) -> BinaryIO:
+
+class _Stream(Protocol):
+    """What read_chunks reads: a file, stdin, a gzip reader or a _LineStream."""
+
+    def read(self, n: int, /) -> bytes: ...
+    def close(self) -> None: ...
+
+
+def _open_stream(source: Source) -> _Stream:
     if source.lines is not None:
-        return _LineStream(source.lines)  # type: ignore[return-value]
+        return _LineStream(source.lines)
     try:
         raw: BinaryIO = sys.stdin.buffer if source.path is None else open(source.path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise MmopsError(f"{source.label}: cannot open ({exc.strerror})") from None
     head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
     if head == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=raw, mode="rb")
     return raw
 
 

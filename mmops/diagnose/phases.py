@@ -424,9 +424,11 @@ class PhaseTracker:
         pos = 0
         while (m := search.search(text, pos)) is not None:
             lo, hi = _line_bounds(text, m.start())
-            rules = set(rules_of[m.lastgroup])  # type: ignore[index]
+            assert m.lastgroup is not None  # every gate ends in a named group (see _trie)
+            rules = set(rules_of[m.lastgroup])
             while (m := search.search(text, m.start() + 1, hi)) is not None:  # more on the line
-                rules.update(rules_of[m.lastgroup])  # type: ignore[index]
+                assert m.lastgroup is not None
+                rules.update(rules_of[m.lastgroup])
             pos = hi + 1
             for hit in _line_hits(text[lo:hi], rules):
                 moved = self._advance(hit)

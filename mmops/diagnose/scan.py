@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, TypeGuard, TypeVar
 
 from mmops.diagnose.logread import LogLine, Source, decode, open_inputs, parse_line, read_chunks
 from mmops.diagnose.table import (
+    FindingRole,
     LineMatch,
+    Requirement,
     Signature,
     match_text,
     prefilter_requirements,
@@ -50,6 +52,9 @@ LITERAL_SAMPLE_BYTES = 256 * 1024  # ... and literals
 TRACEBACK_TAIL = 12  # traceback lines kept for the last exception
 
 # Lines worth a look besides signature literals: ERROR lines, exceptions, traceback headers.
+_N = TypeVar("_N", int, float)
+# An open traceback's process: (source label, pid, process label).
+_TbKey = tuple[str, int | None, str | None]
 _GATES = ("ERROR", "CRITICAL", "Error", "Exception", "Traceback (most recent call last)")
 _EXC = re.compile(r"^(?:[A-Za-z_]\w*\.)*(?P<exc>[A-Z]\w*(?:Error|Exception|Interrupt))(?::\s|:?$)")
 _TB = "Traceback (most recent call last)"
@@ -74,7 +79,7 @@ class Finding:
     """One signature seen in the log, with its role in this incident."""
 
     signature: Signature
-    role: str  # "cause" | "consequence"
+    role: FindingRole
     captures: dict[str, str]
     evidence: list[Evidence]
     count: int
@@ -138,7 +143,7 @@ class _Prefilter:
     skipped by its first-byte set test.
     """
 
-    def __init__(self, requirements, sample: bytes) -> None:
+    def __init__(self, requirements: Sequence[Requirement], sample: bytes) -> None:
         reqs = [
             (pos, [tuple(sorted({a.encode("utf-8") for a in opt})) for opt in options])
             for pos, options in requirements
@@ -268,7 +273,7 @@ class _Builder:
         self.unexplained_seqs: tuple[int, int] | None = None  # ... that no signature knows
         self.last_exception: Evidence | None = None
         self.last_traceback: list[str] = []
-        self.open_tb: dict[tuple, tuple[int, int, int]] = {}  # key -> (chunk id, offset, line)
+        self.open_tb: dict[_TbKey, tuple[int, int, int]] = {}  # -> (chunk id, offset, line)
         self.lines = 0
         self.bytes = 0
 
@@ -347,7 +352,7 @@ def _last_ts(chunk: bytes, end: int) -> datetime | None:
     return _parse_ts(last) if last else None
 
 
-def _requirements() -> list[tuple[int, tuple[tuple[str, ...], ...]]]:
+def _requirements() -> list[Requirement]:
     return [*prefilter_requirements(), *((-1, ((gate,),)) for gate in _GATES)]
 
 
@@ -392,7 +397,16 @@ def _scan(sources: Sequence[Source], builder: _Builder) -> Iterator[_Scanned]:
         builder.lines += lineno
 
 
-def _line(builder, source, chunk, chunk_id, start, end, lineno, cands) -> _Scanned:
+def _line(
+    builder: _Builder,
+    source: Source,
+    chunk: bytes,
+    chunk_id: int,
+    start: int,
+    end: int,
+    lineno: int,
+    cands: set[int],
+) -> _Scanned:
     line_bytes = chunk[start:end]
     known = _SEEN.get(line_bytes)
     if known is not None:
@@ -438,14 +452,22 @@ _SEEN_MAX = 4096
 _SEEN_LINE = 512
 
 
-def _is_error_level(parsed, text: str) -> bool:
+def _is_error_level(parsed: LogLine, text: str) -> bool:
     """An ERROR line that says something: not a traceback frame, code line or caret line."""
     if parsed.indent or text.startswith(_NOT_A_MESSAGE):
         return False
     return parsed.level in ("ERROR", "CRITICAL") or text.startswith("[ERROR]")
 
 
-def _traceback(builder, key, chunk, chunk_id, start, end, parsed) -> list[str]:
+def _traceback(
+    builder: _Builder,
+    key: _TbKey,
+    chunk: bytes,
+    chunk_id: int,
+    start: int,
+    end: int,
+    parsed: LogLine,
+) -> list[str]:
     """The last lines of the traceback this exception line ends (same process only)."""
     opened = builder.open_tb.pop(key, None)
     if opened is None or opened[0] != chunk_id or start - opened[1] > 256 * 1024:
@@ -479,7 +501,7 @@ def _auto_remedy(sig: Signature, captures: dict[str, str], facts: dict) -> str |
     return f"retries with {remedy.name} {remedy.value}"
 
 
-def _finding(acc: _Acc, role: str, facts: dict) -> Finding:
+def _finding(acc: _Acc, role: FindingRole, facts: dict) -> Finding:
     return Finding(
         signature=acc.sig,
         role=role,
@@ -497,7 +519,7 @@ def _rank(b: _Builder, facts: dict) -> tuple[str, list[Finding]]:
     lo = b.started_seq if b.started_seq is not None else 0
     hi = b.stop_seq if b.stop_seq is not None and b.stop_seq > lo else None
 
-    def inside(seq: int | None) -> bool:
+    def inside(seq: int | None) -> TypeGuard[int]:
         return seq is not None and seq > lo and (hi is None or seq < hi)
 
     def span_inside(span: tuple[int, int] | None) -> bool:
@@ -531,7 +553,7 @@ def _rank(b: _Builder, facts: dict) -> tuple[str, list[Finding]]:
             return bool(fatal_cons) or not serving
         return a.sig.phase == "startup"
 
-    def build(cause: _Acc, role: str = "cause") -> list[Finding]:
+    def build(cause: _Acc, role: FindingRole = "cause") -> list[Finding]:
         out = [_finding(cause, role, facts)]
         rest = [a for tier in ("strong", "secondary") for _, a in causes[tier]] + cons
         for a in sorted(rest, key=lambda a: a.first_seq):
@@ -586,7 +608,7 @@ def _top_consequence(cons: list[_Acc]) -> _Acc:
 # ----------------------------------------------------------------------------- facts
 
 
-def _num(text, kind=int):
+def _num(text: object, kind: Callable[[str], _N] = int) -> _N | None:
     try:
         return kind(str(text).replace(",", ""))
     except (TypeError, ValueError):

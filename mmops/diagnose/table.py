@@ -14,12 +14,13 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from string import Formatter
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 
@@ -31,18 +32,22 @@ try:  # the regex parser, to find each pattern's required literal for the scanne
     from re import _constants as _sre_c  # type: ignore[attr-defined]
     from re import _parser as _sre_parse  # type: ignore[attr-defined]
 except ImportError:  # Python 3.10
-    import sre_constants as _sre_c  # type: ignore[no-redef]
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
+    import sre_constants as _sre_c
+    import sre_parse as _sre_parse
 
 RemedyKind = Literal["env_merge", "env_set", "arg_set"]
 Role = Literal["cause", "consequence", "context"]
+FindingRole = Literal["cause", "consequence"]  # a signature's place in one incident
 Phase = Literal["startup", "runtime", "any"]
 Marker = Literal["started", "stop", "stop_weak", "request_failed"]
 
-_ROLES = ("cause", "consequence", "context")
-_PHASES = ("startup", "runtime", "any")
-_MARKERS = ("started", "stop", "stop_weak", "request_failed")
-_REMEDY_KINDS = ("env_merge", "env_set", "arg_set")
+# (a signature's position in the table, the literal sets one of whose strings a match holds)
+Requirement = tuple[int, tuple[tuple[str, ...], ...]]
+
+_ROLES: tuple[Role, ...] = ("cause", "consequence", "context")
+_PHASES: tuple[Phase, ...] = ("startup", "runtime", "any")
+_MARKERS: tuple[Marker, ...] = ("started", "stop", "stop_weak", "request_failed")
+_REMEDY_KINDS: tuple[RemedyKind, ...] = ("env_merge", "env_set", "arg_set")
 MIN_LITERAL = 3
 # Python 3.10 has no possessive repeats.
 _REPEATS = tuple(
@@ -115,7 +120,11 @@ class LineMatch:
 # ----------------------------------------------------------------------------- literals
 
 
-def _pure_literal(sub) -> str | None:
+# What the private regex parser gives: (opcode, argument) pairs, untyped in typeshed.
+_Parsed = Iterable[tuple[Any, Any]]
+
+
+def _pure_literal(sub: _Parsed) -> str | None:
     chars = []
     for op, av in sub:
         if op is not _sre_c.LITERAL:
@@ -124,7 +133,7 @@ def _pure_literal(sub) -> str | None:
     return "".join(chars)
 
 
-def _runs(items) -> list[tuple[str, ...]]:
+def _runs(items: _Parsed) -> list[tuple[str, ...]]:
     """Required literal sets of a parsed regex: each tuple is 'one of these must occur'."""
     out: list[tuple[str, ...]] = []
     cur: list[str] = []
@@ -298,7 +307,7 @@ def prefilter_literals() -> frozenset[str]:
 
 
 @cache
-def prefilter_requirements() -> tuple[tuple[int, tuple[tuple[str, ...], ...]], ...]:
+def prefilter_requirements() -> tuple[Requirement, ...]:
     """Per pattern of the table: (its signature's position, its options).
 
     Each option is a literal set of which a matching line holds one string; every option is
@@ -345,7 +354,7 @@ def _match_sig(sig: Signature, text: str) -> LineMatch | None:
             for k, v in m.groupdict().items():
                 if v is not None and k not in captures:
                     captures[k] = v
-    tier = "strong" if hit < n_strong else "secondary" if hit < n_strong + n_sec else "weak"
+    tier: Tier = "strong" if hit < n_strong else "secondary" if hit < n_strong + n_sec else "weak"
     return LineMatch(sig, captures, tier)
 
 

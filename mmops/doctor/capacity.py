@@ -173,7 +173,12 @@ def _memory_fit(ctx: Context) -> CheckResult:
             **data,
         )
     return result(
-        cid, "pass", summary, detail + f"\nLargest --max-model-len that fits: {fit_len}.", **data
+        cid,
+        "pass",
+        summary,
+        detail + f"\nLargest --max-model-len that fits: {fit_len}.",
+        fix="",
+        **data,
     )
 
 

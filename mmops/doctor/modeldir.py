@@ -211,6 +211,7 @@ def _chat_template(ctx: Context) -> CheckResult:
 
     flag = ctx.spec.get("chat-template")
     problems: list[tuple[Status, str, str]] = []
+    src: str | None
     if flag:
         p = Path(str(flag))
         if "{" in str(flag):

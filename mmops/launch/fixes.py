@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from mmops.launch import flags as vllm_flags
 from mmops.launch.spec import LaunchSpec
@@ -18,7 +18,7 @@ from mmops.launch.spec import LaunchSpec
 @dataclass(frozen=True)
 class LaunchFix:
     check_id: str
-    kind: str  # arg | env
+    kind: Literal["arg", "env"]
     name: str
     value: Any
 

@@ -6,10 +6,12 @@ the sample suite. Every error names the file, the line and the key, and says wha
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mmops.errors import MmopsError, ProfileError
 from mmops.launch import flags as vllm_flags
@@ -159,8 +161,11 @@ def _env(loc: Located) -> dict[str, str]:
     return out
 
 
-def _numbers(cls: type, loc: Located) -> Any:
-    fields = cls.__dataclass_fields__
+_Numbers = TypeVar("_Numbers", RestartPolicy, Readiness)
+
+
+def _numbers(cls: type[_Numbers], loc: Located) -> _Numbers:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     out: dict[str, Any] = {}
     for key, sub in mapping_items(loc, ProfileError, tuple(fields)):
         kind = (int,) if fields[key].type == "int" else (float,)
@@ -171,7 +176,7 @@ def _numbers(cls: type, loc: Located) -> Any:
     return cls(**out)
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[Located], object]] = {
     "name": _str,
     "description": _str,
     "model": _path_str,

@@ -176,7 +176,7 @@ def parse_rt_visible(value: str, count: int) -> tuple[list[int], list[str]]:
     """
     name = "ASCEND_RT_VISIBLE_DEVICES"
     warnings: list[str] = []
-    prefix = re.match(r"[0-9,]*", value).group(0)  # type: ignore[union-attr]
+    prefix = value[: len(value) - len(value.lstrip("0123456789,"))]
     if prefix != value:
         warnings.append(
             f"{name}={value!r}: torch_npu reads only digits and commas and stops at "

@@ -112,9 +112,12 @@ class SoftwareStack:
         return [*pairs, ("CANN", self.cann_version), ("Ascend driver", self.driver_version)]
 
 
+Level = Literal["warn", "fail"]
+
+
 @dataclass(frozen=True)
 class Finding:
-    level: Literal["warn", "fail"]
+    level: Level
     message: str
     fix: str
 
@@ -478,7 +481,7 @@ def _check_vllm_pair(
     if row is not None:
         expected = parse_version(row.vllm)
         if expected is not None and expected.public != vllm.public:
-            level = "fail" if _major_minor(expected) != _major_minor(vllm) else "warn"
+            level: Level = "fail" if _major_minor(expected) != _major_minor(vllm) else "warn"
             return [
                 Finding(
                     level,

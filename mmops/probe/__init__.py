@@ -12,7 +12,21 @@ Public API (imported lazily, so ``import mmops.probe.request`` does not pull in 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the lazy exports below, typed for mypy
+    from mmops.probe.client import RequestResult, fetch_model, make_client, send_chat
+    from mmops.probe.media import Media, MediaError, load_media
+    from mmops.probe.request import (
+        ChatRequest,
+        Sampling,
+        Turn,
+        modality_of,
+        sampling_value,
+        stop_token_ids_for_model,
+    )
+    from mmops.probe.runner import CaseResult, SuiteResult, check, run_suite, run_suite_async
+    from mmops.probe.stats import Distribution, LoadStats, percentile, summarize
 
 _EXPORTS = {
     "run_suite": "mmops.probe.runner",
@@ -39,7 +53,30 @@ _EXPORTS = {
     "percentile": "mmops.probe.stats",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CaseResult",
+    "ChatRequest",
+    "Distribution",
+    "LoadStats",
+    "Media",
+    "MediaError",
+    "RequestResult",
+    "Sampling",
+    "SuiteResult",
+    "Turn",
+    "check",
+    "fetch_model",
+    "load_media",
+    "make_client",
+    "modality_of",
+    "percentile",
+    "run_suite",
+    "run_suite_async",
+    "sampling_value",
+    "send_chat",
+    "stop_token_ids_for_model",
+    "summarize",
+]
 
 
 def __getattr__(name: str) -> Any:

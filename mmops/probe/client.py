@@ -35,7 +35,7 @@ from mmops.probe.sse import DONE, SSEParser
 try:
     import sniffio  # noqa: F401
 except ImportError:
-    sys.modules.setdefault("sniffio", None)  # type: ignore[assignment]
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]  # typeshed has no None in sys.modules
 
 CHAT_PATH = "/v1/chat/completions"
 

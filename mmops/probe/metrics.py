@@ -116,7 +116,9 @@ def diff(before: MetricsSnapshot, after: MetricsSnapshot) -> MetricsDelta:
             return None
         return b - a
 
-    def mean(sum_a, sum_b, cnt_a, cnt_b) -> float | None:  # noqa: ANN001
+    def mean(
+        sum_a: float | None, sum_b: float | None, cnt_a: float | None, cnt_b: float | None
+    ) -> float | None:
         d_sum, d_cnt = delta(sum_a, sum_b), delta(cnt_a, cnt_b)
         return d_sum / d_cnt if d_sum is not None and d_cnt else None
 

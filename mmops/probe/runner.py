@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 import httpx
 
@@ -24,6 +25,9 @@ from mmops.probe.metrics import MetricsDelta, MetricsError, MetricsSnapshot, dif
 from mmops.probe.request import ChatRequest, Sampling, Turn, stop_token_ids_for_model
 from mmops.probe.stats import LoadStats, summarize
 from mmops.probe.suite import Case, Expect, Suite
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 @dataclass
@@ -107,6 +111,18 @@ class SuiteResult:
         }
 
 
+class SuiteOptions(TypedDict, total=False):
+    """The rest of :func:`run_suite_async`'s keywords, as :func:`run_suite` passes them on."""
+
+    model_path: str | Path | None
+    stop_token_ids: Sequence[int] | None
+    concurrency: int | None
+    requests: int | None
+    progress: Progress | None
+    metrics: bool
+    max_media_bytes: int
+
+
 def run_suite(
     url: str,
     suite: Suite,
@@ -114,11 +130,11 @@ def run_suite(
     model: str | None = None,
     api_key: str | None = None,
     timeout: float = 60.0,
-    **kwargs: object,
+    **kwargs: Unpack[SuiteOptions],
 ) -> SuiteResult:
     """Blocking :func:`run_suite_async` (do not call from inside a running event loop)."""
     return asyncio.run(
-        run_suite_async(url, suite, model=model, api_key=api_key, timeout=timeout, **kwargs)  # type: ignore[arg-type]
+        run_suite_async(url, suite, model=model, api_key=api_key, timeout=timeout, **kwargs)
     )
 
 
@@ -254,7 +270,7 @@ def _prepare(
     try:
         turns = tuple(
             Turn(
-                role=t.role,  # type: ignore[arg-type]
+                role=t.role,
                 text=t.text,
                 images=tuple(load_media(ref, "image", max_bytes=max_bytes) for ref in t.images),
                 video=load_media(t.video, "video", max_bytes=max_bytes) if t.video else None,

@@ -54,7 +54,7 @@ from typing import Any
 import yaml
 
 from mmops.errors import SuiteError
-from mmops.probe.request import MODALITIES, Sampling, modality_of, sampling_value
+from mmops.probe.request import MODALITIES, Role, Sampling, modality_of, sampling_value
 from mmops.yamlcheck import (
     Located,
     choice,
@@ -66,7 +66,7 @@ from mmops.yamlcheck import (
     to_python,
 )
 
-ROLES = ("user", "assistant", "system")
+ROLES: tuple[Role, ...] = ("user", "assistant", "system")
 REPO_CHECKS = Path(__file__).resolve().parents[2] / "checks"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -75,7 +75,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 class TurnSpec:
     """One message of a case; media are resolved paths or URLs, loaded only at send time."""
 
-    role: str = "user"
+    role: Role = "user"
     text: str = ""
     images: tuple[str, ...] = ()
     video: str | None = None

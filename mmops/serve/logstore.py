@@ -573,11 +573,11 @@ class _Scanner:
         self.rx = rx
         self.must, self.fold = _required_literals(rx)
 
-    def _candidates(self, data: bytes, lo: int, hi: int) -> dict[int, int]:
-        """{line start: line end (its \\n)} of the lines holding one of the literals."""
+    def _candidates(self, must: list[bytes], data: bytes, lo: int, hi: int) -> dict[int, int]:
+        """{line start: line end (its \\n)} of the lines holding one of the ``must`` literals."""
         hay = data.lower() if self.fold else data
         found: dict[int, int] = {}
-        for lit in self.must:  # type: ignore[union-attr]
+        for lit in must:
             i = hay.find(lit, lo, hi)
             while i >= 0:
                 e = hay.find(b"\n", i, hi)
@@ -591,7 +591,7 @@ class _Scanner:
         """An offset in each matching line of data[lo:hi], ascending, one per line."""
         search = self.rx.search
         if self.must is not None:
-            found = self._candidates(data, lo, hi)
+            found = self._candidates(self.must, data, lo, hi)
             for s in sorted(found):
                 if search(data, s, found[s]) is not None:
                     yield s
@@ -612,7 +612,7 @@ class _Scanner:
 
     def last(self, data: bytes, lo: int, hi: int) -> int:
         if self.must is not None:
-            found = self._candidates(data, lo, hi)
+            found = self._candidates(self.must, data, lo, hi)
             for s in sorted(found, reverse=True):
                 if self.rx.search(data, s, found[s]) is not None:
                     return s
@@ -658,9 +658,9 @@ def _required_literals(rx: re.Pattern[bytes]) -> tuple[list[bytes] | None, bool]
                     fold[0] = True
                 consider(must(av[-1]))
             elif op is _sre_parse.BRANCH:
-                alts = [must(b) for b in av[1]]
-                if all(alts):
-                    consider([lit for alt in alts for lit in alt])  # type: ignore[union-attr]
+                alts = [alt for alt in (must(b) for b in av[1]) if alt]
+                if len(alts) == len(av[1]):  # every branch needs a literal
+                    consider([lit for alt in alts for lit in alt])
             elif op in _REPEATS and av[0] >= 1:
                 consider(must(av[2]))
             elif op is _ATOMIC:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mmops.diagnose.table import Remedy, Signature, resolve_remedy
+from mmops.diagnose.table import Remedy, RemedyKind, Signature, resolve_remedy
 from mmops.errors import MmopsError
 from mmops.launch import flags as vllm_flags
 from mmops.launch.allocator import merge_alloc_conf
@@ -26,7 +26,7 @@ class Change:
     """One change made to a launch because of one failure signature."""
 
     signature_id: str
-    kind: str  # env_merge | env_set | arg_set
+    kind: RemedyKind
     name: str  # env var or vLLM flag (canonical, no dashes)
     old: Any
     new: Any

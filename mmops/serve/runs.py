@@ -18,12 +18,14 @@ import json
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from mmops.errors import UsageError
+from mmops.serve.events import Json
 
 _ATTEMPT_RE = re.compile(r"^attempt-(\d+)\.log$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -46,7 +48,7 @@ def utc_stamp(t: float | None = None) -> str:
     )
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: object) -> None:
     """Write JSON so readers see the old file or the new one, never a torn one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("w", encoding="utf-8") as fh:
@@ -89,7 +91,7 @@ class Run:
     def attempt_log(self, attempt: int) -> Path:
         return self.path / f"attempt-{attempt}.log"
 
-    def write_json(self, filename: str, data: Any) -> Path:
+    def write_json(self, filename: str, data: object) -> Path:
         path = self.path / filename
         write_json_atomic(path, data)
         return path
@@ -98,7 +100,7 @@ class Run:
         """Unbuffered append: every write reaches the file at once, and nothing is truncated."""
         return open(self.attempt_log(attempt), "ab", buffering=0)  # noqa: SIM115 - caller closes
 
-    def append_event(self, record: dict[str, Any]) -> None:
+    def append_event(self, record: Mapping[str, Json]) -> None:
         line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
         with self.events_path.open("a", encoding="utf-8") as fh:
             fh.write(line)

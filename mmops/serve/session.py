@@ -24,6 +24,7 @@ from mmops.serve.states import State
 from mmops.serve.supervisor import Options, Planner, Supervisor
 
 if TYPE_CHECKING:
+    from mmops.doctor.core import CheckResult
     from mmops.probe.load import Progress
     from mmops.probe.runner import SuiteResult
 
@@ -106,7 +107,7 @@ class Session:
             return
         await self.supervisor.start()
 
-    def _failed_checks(self) -> list:  # noqa: ANN401 - doctor CheckResult
+    def _failed_checks(self) -> list[CheckResult]:
         report = self.preflight.report
         return [c for c in report.checks if c.status == "fail"] if report else []
 

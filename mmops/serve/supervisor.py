@@ -35,7 +35,7 @@ from typing import Any
 
 from mmops import redact
 from mmops.diagnose.phases import PhaseTracker
-from mmops.diagnose.table import Signature, load_signatures, render_fix
+from mmops.diagnose.table import FindingRole, Signature, load_signatures, render_fix
 from mmops.errors import MmopsError
 from mmops.launch.plan import Plan, build_plan
 from mmops.launch.spec import LaunchSpec
@@ -81,7 +81,7 @@ class Cause:
     line: str
     line_no: int | None = None  # 1-based line number in the attempt log
     fix_text: str | None = None  # the fix with the log's numbers; default: rendered here
-    role: str = "cause"  # or "consequence", when the log shows nothing better
+    role: FindingRole = "cause"  # or "consequence", when the log shows nothing better
 
     @property
     def id(self) -> str:

@@ -25,10 +25,14 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Static, TabbedContent, TabPane
 
+from mmops.diagnose.scan import Incident
 from mmops.errors import MmopsError
 from mmops.launch.fixes import LaunchFix, from_check
 from mmops.platform.records import PlatformReport
+from mmops.serve.attach import AttachSource
 from mmops.serve.events import EventSource, LogLines, PhaseReached, StateChanged
+from mmops.serve.replay import RunReplay
+from mmops.serve.session import Session
 from mmops.serve.states import TERMINAL, State
 from mmops.tui.widgets.devices import DevicesPanel
 from mmops.tui.widgets.logview import LogView
@@ -49,13 +53,18 @@ class Target:
     mode: str  # launch | attach | run
     source: EventSource
     title: str
-    session: object | None = None  # mmops.serve.session.Session (typed loosely: lazy import)
+    session: Session | None = None  # launch mode only
+    attach: AttachSource | None = None  # attach mode only: polled while the screen is open
     start_now: bool = False
     cpu: bool = False  # the launch runs on the vLLM CPU backend
     poll_devices: bool = True
     detect: Callable[[], PlatformReport] | None = None  # default: platform.detect (tests inject)
     model_path: str | None = None  # attach mode: the model dir, for stop token ids
     suite: str | None = None  # what `p` runs: --suite, else the launch's suite, else smoke
+
+    def __post_init__(self) -> None:
+        if self.attach is None and isinstance(self.source, AttachSource):
+            self.attach = self.source
 
 
 class Confirm(ModalScreen[bool]):
@@ -130,7 +139,7 @@ class MmopsApp(App[int]):
         self.target = target
         self.source = target.source
         self.attempt_shown = 0  # 0: follow the newest attempt
-        self.incident: object | None = None
+        self.incident: Incident | None = None
         self.incident_error: str | None = None
         self.pending_fix: LaunchFix | None = None
         self._probing = False
@@ -173,7 +182,8 @@ class MmopsApp(App[int]):
         self.set_interval(1.0, self._tick)
         self.consume_events()
         if self.target.mode == "attach":
-            self.source.start()  # type: ignore[attr-defined]
+            assert self.target.attach is not None
+            self.target.attach.start()
         if self.target.mode != "run":
             self.set_interval(METRICS_POLL_S, self.poll_metrics)
             if self.target.poll_devices:
@@ -211,6 +221,8 @@ class MmopsApp(App[int]):
         self._refresh_status()
 
     def _tick(self) -> None:
+        if not self.is_running or not self.screen.is_mounted:
+            return  # closing: the widgets may be gone already
         self.query_one(StatusHeader).refresh_text()
         if self.source.snapshot().state == State.STARTING:
             self.query_one(ServerPanel).refresh_text()
@@ -227,13 +239,13 @@ class MmopsApp(App[int]):
         transitions = [
             e for e in getattr(self.source, "history", []) if isinstance(e, StateChanged)
         ]
-        self.query_one(ServerPanel).show(st, transitions, self.incident, self.incident_error)  # type: ignore[arg-type]
+        self.query_one(ServerPanel).show(st, transitions, self.incident, self.incident_error)
 
     # ---------------------------------------------------------------- logs
 
     def _attempts(self) -> list[int]:
-        if hasattr(self.source, "attempts"):
-            return list(self.source.attempts())  # type: ignore[attr-defined]
+        if isinstance(self.source, (RunReplay, AttachSource)):
+            return list(self.source.attempts())
         n = self.source.snapshot().attempt
         return list(range(1, n + 1)) or [1]
 
@@ -277,7 +289,7 @@ class MmopsApp(App[int]):
             table.show(None, note)
             self._show_fix()
             return
-        table.show(session.preflight.report, "skipped (--no-preflight)")  # type: ignore[attr-defined]
+        table.show(session.preflight.report, "skipped (--no-preflight)")
         self._show_fix()
 
     def _show_fix(self) -> None:
@@ -308,14 +320,14 @@ class MmopsApp(App[int]):
         self.call_from_thread(self.notify, "preflight running...")
         try:
             if fix is not None:
-                spec = fix.apply(session.spec)  # type: ignore[attr-defined]
-                session.recheck(spec, why=f"applied {fix.describe()} (fix of {fix.check_id})")  # type: ignore[attr-defined]
+                spec = fix.apply(session.spec)
+                session.recheck(spec, why=f"applied {fix.describe()} (fix of {fix.check_id})")
             else:
-                session.recheck()  # type: ignore[attr-defined]
+                session.recheck()
         except MmopsError as exc:
             self.call_from_thread(self.notify, str(exc), severity="error")
             return
-        pre = session.preflight  # type: ignore[attr-defined]
+        pre = session.preflight
         self.call_from_thread(self._show_preflight)
         self.call_from_thread(self.notify, f"preflight: {pre.summary()}")
 
@@ -323,6 +335,8 @@ class MmopsApp(App[int]):
 
     @work(exclusive=True, group="devices")
     async def poll_devices(self) -> None:
+        if not self.is_running:
+            return
         panel = self.query_one(DevicesPanel)
         if self.target.cpu:
             panel.add_sample(None, cpu=True)
@@ -342,6 +356,8 @@ class MmopsApp(App[int]):
 
     @work(exclusive=True, group="metrics")
     async def poll_metrics(self) -> None:
+        if not self.is_running:
+            return
         st = self.source.snapshot()
         if st.state not in (State.READY, State.UNHEALTHY) or not st.url:
             return
@@ -382,7 +398,7 @@ class MmopsApp(App[int]):
 
             session = self.target.session
             if session is not None:
-                result = await session.run_suite(self.target.suite, progress=progress)  # type: ignore[attr-defined]
+                result = await session.run_suite(self.target.suite, progress=progress)
             else:
                 api_key = getattr(self.source, "api_key", None)
                 model_path = self.target.model_path
@@ -429,18 +445,20 @@ class MmopsApp(App[int]):
         if not self._control("start"):
             return
         session = self.target.session
+        assert session is not None  # a source that can be controlled comes with its session
         st = self.source.snapshot()
         if st.state not in TERMINAL:
             self.notify(f"already {st.state.value}")
             return
-        if session.blocked:  # type: ignore[attr-defined]
-            self.notify("preflight failed: fix it (a) or re-run it (c) first", severity="error")
+        if session.blocked:
+            self.notify("preflight failed: apply a fix (a) or re-run it (c) first", severity="error")
+            return
         self.incident = self.incident_error = None
         self.attempt_shown = 0
         if st.attempt:
             await self.source.restart()
         else:
-            await session.start()  # type: ignore[attr-defined]
+            await session.start()
         self.consume_events()
 
     async def action_stop(self) -> None:
@@ -583,7 +601,8 @@ class MmopsApp(App[int]):
             with contextlib.suppress(MmopsError):
                 await self.source.stop(force=force)
         if self.target.mode == "attach":
-            await self.source.close()  # type: ignore[attr-defined]
+            assert self.target.attach is not None
+            await self.target.attach.close()
         if hangup:
             _leave_after_hangup()
         self.exit(self.exit_code)
