@@ -20,7 +20,7 @@ import httpx
 
 from mmops.errors import UsageError
 from mmops.serve import health, runs
-from mmops.serve.events import AnyEvent, Json, StateChanged, Status, fold
+from mmops.serve.events import AnyEvent, EventBus, Json, StateChanged, Status
 from mmops.serve.logstore import LogChunk, read_range
 from mmops.serve.states import State
 
@@ -61,10 +61,7 @@ class AttachSource:
         self.interval_s = interval_s
         self.failures = failures
         self.timeout_s = timeout_s
-        self.history: list[AnyEvent] = []
-        self._status = Status(url=self.url)
-        self._seq = 0
-        self._subscribers: list[asyncio.Queue[AnyEvent | None]] = []
+        self._bus = EventBus(Status(url=self.url))
         self._task: asyncio.Task[None] | None = None
         self.model: str | None = None
 
@@ -73,7 +70,11 @@ class AttachSource:
         return False
 
     def snapshot(self) -> Status:
-        return self._status
+        return self._bus.status
+
+    @property
+    def history(self) -> list[AnyEvent]:
+        return self._bus.history
 
     def attempts(self) -> list[int]:
         if self.run_dir is not None:
@@ -96,13 +97,8 @@ class AttachSource:
         raise UsageError("attached: this server was started elsewhere; mmops will not restart it")
 
     def _emit(self, state: State, reason: str, **fields: Json) -> None:
-        self._seq += 1
         details = {k: v for k, v in fields.items() if v is not None}
-        ev = StateChanged(self._seq, time.time(), 1, state, reason, details)
-        self.history.append(ev)
-        self._status = fold(self._status, ev)
-        for q in self._subscribers:
-            q.put_nowait(ev)
+        self._bus.publish(StateChanged(self._bus.next_seq(), time.time(), 1, state, reason, details))
 
     async def poll_once(self, client: httpx.AsyncClient, misses: int) -> int:
         """One look at the server; returns the consecutive misses so far."""
@@ -114,14 +110,14 @@ class AttachSource:
                     self.model = str(data[0]["id"]) if data else None
                 except (httpx.HTTPError, ValueError, KeyError, IndexError, AttributeError):
                     self.model = None
-            if self._status.state != State.READY:
+            if self._bus.status.state != State.READY:
                 self._emit(State.READY, "answering /health and /v1/models", url=self.url,
                            model=self.model)  # fmt: skip
             return 0
         misses += 1
         if misses >= self.failures:
             state = State.STOPPED if "Connect" in why else State.UNHEALTHY
-            if self._status.state != state or not self.history:
+            if self._bus.status.state != state or not self.history:
                 self._emit(state, f"{why} ({misses} times in a row)", url=self.url)
         return misses
 
@@ -141,24 +137,7 @@ class AttachSource:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for q in self._subscribers:
-            q.put_nowait(None)
+        self._bus.close()
 
-    async def events(self, since: int = 0) -> AsyncIterator[AnyEvent]:
-        queue: asyncio.Queue[AnyEvent | None] = asyncio.Queue()
-        self._subscribers.append(queue)
-        try:
-            last = since
-            for ev in list(self.history):
-                if ev.seq > last:
-                    last = ev.seq
-                    yield ev
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                if item.seq > last:
-                    last = item.seq
-                    yield item
-        finally:
-            self._subscribers.remove(queue)
+    def events(self, since: int = 0) -> AsyncIterator[AnyEvent]:
+        return self._bus.subscribe(since, lambda: False)

@@ -15,7 +15,8 @@ attempt log is their record.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -323,6 +324,62 @@ def fold_all(events: Sequence[AnyEvent], st: Status | None = None) -> Status:
     for ev in events:
         out = fold(out, ev)
     return out
+
+
+class EventBus:
+    """The history, status and live subscribers of one event source (supervisor, attach).
+
+    ``subscribe(since)`` replays the history after ``since`` and then waits for live events;
+    subscribing before replaying loses nothing in between. ``close()`` ends the subscriptions
+    open now (the source may publish again later: a restart)."""
+
+    def __init__(self, status: Status) -> None:
+        self.history: list[AnyEvent] = []  # every event but log lines, in order
+        self.status = status
+        self._seq = 0
+        self._queues: list[asyncio.Queue[AnyEvent | None]] = []
+
+    @property
+    def watched(self) -> bool:
+        return bool(self._queues)
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def publish(self, ev: AnyEvent) -> None:
+        if not isinstance(ev, LogLines):
+            self.history.append(ev)
+            self.status = fold(self.status, ev)
+        for q in self._queues:
+            q.put_nowait(ev)
+
+    def close(self) -> None:
+        for q in self._queues:
+            q.put_nowait(None)
+
+    async def subscribe(self, since: int, ended: Callable[[], bool]) -> AsyncIterator[AnyEvent]:
+        """History with ``seq > since``, then live events until ``close()``; when ``ended()``
+        after the history, nothing live follows."""
+        queue: asyncio.Queue[AnyEvent | None] = asyncio.Queue()
+        self._queues.append(queue)
+        try:
+            last = since
+            for ev in list(self.history):
+                if ev.seq > last:
+                    last = ev.seq
+                    yield ev
+            if ended():
+                return
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if item.seq > last:
+                    last = item.seq
+                    yield item
+        finally:
+            self._queues.remove(queue)
 
 
 class EventSource(Protocol):

@@ -43,12 +43,12 @@ from mmops.serve import health, reaper, remedy
 from mmops.serve.child import Child
 from mmops.serve.events import (
     AnyEvent,
+    EventBus,
     Json,
     LogLines,
     PhaseReached,
     StateChanged,
     Status,
-    fold,
     to_dict,
 )
 from mmops.serve.logstore import LogChunk, read_range
@@ -195,22 +195,19 @@ class Supervisor:
         self.base_env = dict(os.environ if base_env is None else base_env)
 
         self.attempt = 0
-        self.history: list[AnyEvent] = []  # every event but log lines, in order
         self.changes: list[remedy.Change] = []  # remedies applied so far, in order
         self.cause: Cause | None = None  # cause of the last failed attempt
         self.ready_count = 0
         self.plan: Plan | None = None
         self.pid: int | None = None  # the attempt's process group (the reaper's pid)
 
-        self._status = Status(max_attempts=spec.restart.max_attempts)
-        self._seq = 0
+        self._bus = EventBus(Status(max_attempts=spec.restart.max_attempts))
         self._task: asyncio.Task[State] | None = None
         self._stop = asyncio.Event()
         self._force = asyncio.Event()
         self._restart = asyncio.Event()
         self._alarm = asyncio.Event()  # set by the reader when the engine is reported dead
         self._dead_line: str | None = None
-        self._subscribers: list[asyncio.Queue[AnyEvent | None]] = []
         self._waiters: list[tuple[frozenset[State], asyncio.Future[State]]] = []
         self._backoff = Backoff(spec.restart, rng)
         self._tail: deque[str] = deque(maxlen=self.options.tail_lines)
@@ -228,7 +225,7 @@ class Supervisor:
 
     @property
     def state(self) -> State:
-        return self._status.state
+        return self._bus.status.state
 
     @property
     def can_control(self) -> bool:
@@ -296,30 +293,17 @@ class Supervisor:
     # -------------------------------------------------------------- event source
 
     def snapshot(self) -> Status:
-        return self._status
+        return self._bus.status
 
-    async def events(self, since: int = 0) -> AsyncIterator[AnyEvent]:
+    @property
+    def history(self) -> list[AnyEvent]:
+        """Every event but log lines, in order."""
+        return self._bus.history
+
+    def events(self, since: int = 0) -> AsyncIterator[AnyEvent]:
         """Events with ``seq > since`` from the history, then live ones (log lines included)
-        until supervision ends. Subscribing first and replaying second loses nothing."""
-        queue: asyncio.Queue[AnyEvent | None] = asyncio.Queue()
-        self._subscribers.append(queue)
-        try:
-            last = since
-            for ev in list(self.history):
-                if ev.seq > last:
-                    last = ev.seq
-                    yield ev
-            if self._task is None or self._task.done():
-                return
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                if item.seq > last or isinstance(item, LogLines):
-                    last = max(last, item.seq)
-                    yield item
-        finally:
-            self._subscribers.remove(queue)
+        until supervision ends."""
+        return self._bus.subscribe(since, lambda: self._task is None or self._task.done())
 
     def log_path(self, attempt: int) -> Path | None:
         return self.run_dir.attempt_log(attempt) if self.run_dir is not None else None
@@ -346,17 +330,12 @@ class Supervisor:
         return list(self.changes) if self.ready_count else []
 
     def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
+        return self._bus.next_seq()
 
     def _publish(self, ev: AnyEvent) -> None:
-        if not isinstance(ev, LogLines):
-            self.history.append(ev)
-            self._status = fold(self._status, ev)
-            if self.run_dir is not None:
-                self.run_dir.append_event(to_dict(ev))
-        for q in self._subscribers:
-            q.put_nowait(ev)
+        self._bus.publish(ev)
+        if self.run_dir is not None and not isinstance(ev, LogLines):
+            self.run_dir.append_event(to_dict(ev))
 
     def _emit(self, state: State, reason: str, **fields: Any) -> StateChanged:
         details: dict[str, Json] = {k: v for k, v in fields.items() if v is not None}
@@ -402,8 +381,7 @@ class Supervisor:
             raise
         finally:
             self._flush_lines()
-            for q in self._subscribers:
-                q.put_nowait(None)
+            self._bus.close()
             for _wanted, fut in self._waiters:
                 if not fut.done():
                     fut.set_result(self.state)
@@ -608,7 +586,7 @@ class Supervisor:
             return
         if self.on_lines is not None:
             self.on_lines(self.attempt, lines)
-        if self._subscribers:
+        if self._bus.watched:
             self._pending.extend(lines)
             if self._flush_handle is None:
                 loop = asyncio.get_running_loop()
