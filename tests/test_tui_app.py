@@ -58,6 +58,13 @@ async def until(pilot, cond: Callable[[], bool], timeout: float = 30.0) -> None:
         await pilot.pause(0.05)
 
 
+async def filtered(app: MmopsApp) -> None:
+    """Wait for the errors filter's first pass (a thread worker of the log view)."""
+    pending = [w for w in app.workers if w.group == "filter"]
+    if pending:  # an empty list would mean "every worker", the endless event reader included
+        await app.workers.wait_for_complete(pending)
+
+
 def text(app: MmopsApp, widget_type: type) -> str:
     w = app.query_one(widget_type)
     return str(w.render())
@@ -166,6 +173,7 @@ def test_log_keys_search_filter_follow_and_attempts(tmp_path):
             await pilot.pause(0.05)
             assert view.cursor == first
             await pilot.press("e")  # warnings and errors only
+            await filtered(app)  # the first pass runs in a thread
             await pilot.pause(0.1)
             assert view.errors_only and 0 < view.row_count < view.store.line_count
             await pilot.press("e")
@@ -326,6 +334,7 @@ def test_errors_filter_toggles_many_times_and_keeps_the_cursor_line(tmp_path):
             line = view.line_no(view.cursor)
             for _ in range(5):
                 await pilot.press("e")
+                await filtered(app)
                 await pilot.pause(0.05)
                 assert view.errors_only
                 kept = view.line_no(view.cursor)
@@ -335,6 +344,7 @@ def test_errors_filter_toggles_many_times_and_keeps_the_cursor_line(tmp_path):
                 assert not view.errors_only and view.line_no(view.cursor) == kept
             # CANN's EH codes (no level header) count as errors.
             await pilot.press("e")
+            await filtered(app)
             await pilot.pause(0.05)
             kept_lines = [view.store.line(view.line_no(r)) for r in range(view.row_count)]
             assert any(x.startswith("EH9999") for x in kept_lines)

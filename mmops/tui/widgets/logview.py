@@ -77,6 +77,7 @@ class LogView(ScrollView, can_focus=True):
         self.path: Path | None = None
         self.cursor = 0  # row in the (possibly filtered) view
         self._filtered: list[int] = []
+        self._filter_ready = False
         self._matches: dict[int, LineMatch | None] = {}
         self.search_text: str = ""
 
@@ -88,9 +89,14 @@ class LogView(ScrollView, can_focus=True):
         self.store = LogStore(path) if path is not None else None
         self._matches.clear()
         self._filtered = []
+        self._filter_ready = False
         self.cursor = 0
         self.follow = True
         self.refresh_store()
+        if self.errors_only and self.store is not None:
+            self.run_worker(
+                lambda: self._filter_in_thread(0), thread=True, exclusive=True, group="filter"
+            )
 
     def refresh_store(self) -> int:
         """Index what was appended; returns new lines. Cheap: one call per batch of lines."""
@@ -104,8 +110,8 @@ class LogView(ScrollView, can_focus=True):
         if store.generation != generation:  # truncated or rotated: start afresh
             self._matches.clear()
             self.cursor = 0
-        if self.errors_only:
-            self._filtered = self._filter()
+        if self._filter_on:
+            self._filtered = self._filter()  # incremental: only what was appended is scanned
         self._resize()
         if self.follow:
             self.cursor = max(0, self.row_count - 1)
@@ -117,11 +123,16 @@ class LogView(ScrollView, can_focus=True):
     def row_count(self) -> int:
         if self.store is None:
             return 0
-        return len(self._filtered) if self.errors_only else self.store.line_count
+        return len(self._filtered) if self._filter_on else self.store.line_count
 
     def line_no(self, row: int) -> int:
         """Line number (0-based) in the file of a row of the view."""
-        return self._filtered[row] if self.errors_only else row
+        return self._filtered[row] if self._filter_on else row
+
+    @property
+    def _filter_on(self) -> bool:
+        """The view shows the filtered rows (asked for, and the first pass is done)."""
+        return self.errors_only and self._filter_ready
 
     def _match(self, line_no: int, text: str) -> LineMatch | None:
         if line_no not in self._matches:
@@ -166,15 +177,33 @@ class LogView(ScrollView, can_focus=True):
     def watch_errors_only(self, old: bool, value: bool) -> None:
         if self.store is None or old == value:
             return
-        # The cursor is a row of the OLD view: turn it into a line number of the file first.
         if value:
+            # The first pass reads the whole file (seconds on a 1 GB log): off the UI thread.
+            self._filter_ready = False
             keep = self.cursor
-            self._filtered = self._filter()
-            # Stay near where we were: the first kept line at or after the old one.
-            self.cursor = bisect.bisect_left(self._filtered, keep)
-        else:
-            rows = self._filtered
+            self.run_worker(
+                lambda: self._filter_in_thread(keep), thread=True, exclusive=True, group="filter"
+            )
+            return
+        # The cursor is a row of the filtered view: back to a line number of the file.
+        rows = self._filtered if self._filter_ready else []
+        if self._filter_ready:
             self.cursor = rows[self.cursor] if self.cursor < len(rows) else self.store.line_count
+        self._filter_ready = False
+        self._resize()
+        self._show_cursor()
+
+    def _filter_in_thread(self, keep: int) -> None:
+        rows = self._filter()
+        self.app.call_from_thread(self._filter_done, rows, keep)
+
+    def _filter_done(self, rows: list[int], keep: int) -> None:
+        if not self.errors_only:
+            return  # turned off again meanwhile
+        self._filtered = rows
+        self._filter_ready = True
+        # Stay near where we were: the first kept line at or after the old one.
+        self.cursor = bisect.bisect_left(rows, keep)
         self._resize()
         self._show_cursor()
 
@@ -244,13 +273,13 @@ class LogView(ScrollView, can_focus=True):
         found = self.store.search(text, start, backward=backward)
         if found is None:
             return False
-        if self.errors_only:
+        if self._filter_on:
             i = bisect.bisect_left(self._filtered, found)
             if i < len(self._filtered) and self._filtered[i] == found:
                 self.cursor = i
             else:
                 self.errors_only = False  # the match is not a warning: show everything
-        if not self.errors_only:
+        if not self._filter_on:
             self.cursor = found
         self.follow = False
         self._show_cursor()
