@@ -420,3 +420,24 @@ def test_diagnose_lines_numbers_from_one_and_refuses_nothing():
     assert inc.facts["files"] == ["attempt.log"] and inc.facts["lines"] == 5
     with pytest.raises(MmopsError, match="attempt-3.log: empty, nothing to diagnose"):
         diagnose_lines([], label="attempt-3.log")
+
+
+def test_a_start_cut_before_the_api_is_incomplete_with_its_phase(tmp_path):
+    """No error, the log ends mid-start: say how far it got instead of `unknown`."""
+    from mmops.diagnose.scan import diagnose
+
+    real = (Path(__file__).parent / "fixtures/logs/real-cpu/healthy-start.log").read_text()
+    lines = real.splitlines(keepends=True)
+    cut = tmp_path / "cut-in-profiling.log"
+    cut.write_text("".join(lines[:60]))
+    inc = diagnose([str(cut)])
+    assert inc.verdict == "incomplete" and inc.exit_code == 3
+    assert inc.facts["phase"]["id"] == "profiling"
+    # Cut after the API server came up but before "Application startup complete.": started.
+    api = next(i for i, x in enumerate(lines) if "Starting vLLM server on" in x)
+    cut.write_text("".join(lines[: api + 3]))
+    inc = diagnose([str(cut)])
+    assert inc.verdict == "started" and inc.facts["phase"]["id"] == "api"
+    # The whole capture ends with mmops stopping it: a stop, after a start that got to ready.
+    full = diagnose([str(Path(__file__).parent / "fixtures/logs/real-cpu/healthy-start.log")])
+    assert full.verdict == "requested-stop" and full.facts["phase"]["id"] == "ready"

@@ -17,6 +17,7 @@ VERDICT_COLORS = {
     "requested-stop": "36",
     "crash": "31",
     "running-errors": "33",
+    "incomplete": "33",
     "unknown": "35",
 }
 SHORT_EVIDENCE = 3  # evidence lines shown for the cause without --all
@@ -78,6 +79,10 @@ def _facts_line(facts: dict) -> str:
         parts.append(f"max concurrency {facts['max_concurrency']:g}x")
     if "startup_seconds" in facts:
         parts.append(f"ready after {facts['startup_seconds']} s")
+    phase = facts.get("phase")
+    if phase:
+        detail = f" ({phase['detail']})" if phase.get("detail") else ""
+        parts.append(f"start-up reached: {phase['title']}{detail}")
     return ", ".join(parts)
 
 
@@ -134,6 +139,12 @@ def render(incident: Incident, show_all: bool = False, color: bool = False) -> s
         lines.append("")
         lines.append(f"failed requests: {counts}; first at {first['file']}:{first['line']}:")
         lines.append(f"  {_cut(first['text'], show_all)}")
+    if incident.verdict == "incomplete":
+        lines.append("")
+        lines.append(
+            "the log ends during start-up with no error: still loading, or cut (a longer log, or "
+            "`mmops tui --attach` on the server, shows where it goes)."
+        )
     if incident.verdict == "unknown":
         lines.append("")
         lines.append("no known signature matched.")

@@ -398,6 +398,11 @@ def _line_hits(line: str, rules: Iterable[_Rule]) -> list[PhaseHit]:
     return hits
 
 
+def phase_index(phase: str) -> int:
+    """The place of a phase id in PHASES (start-up order)."""
+    return _INDEX[phase]
+
+
 class PhaseTracker:
     """Follows one start-up through ``PHASES``: feed it the log as it comes; it only moves forward.
 
@@ -412,6 +417,11 @@ class PhaseTracker:
     def current(self) -> PhaseHit | None:
         """The furthest point reached so far (None before any phase line)."""
         return self._current
+
+    @property
+    def done(self) -> bool:
+        """The start reached its last phase: nothing more to read."""
+        return self._index >= _LAST
 
     def feed(self, text: str) -> list[PhaseHit]:
         """Read a block of one or more complete lines; return the hits that moved progress

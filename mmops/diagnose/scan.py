@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import NamedTuple, TypeGuard, TypeVar
 
 from mmops.diagnose.logread import LogLine, Source, decode, open_inputs, parse_line, read_chunks
+from mmops.diagnose.phases import PhaseTracker, phase_index
 from mmops.diagnose.table import (
     FindingRole,
     LineMatch,
@@ -42,8 +43,18 @@ from mmops.diagnose.table import (
 from mmops.errors import MmopsError
 from mmops.launch.allocator import merge_alloc_conf
 
-VERDICTS = ("started", "requested-stop", "crash", "running-errors", "unknown")
-EXIT_CODES = {"started": 0, "requested-stop": 0, "crash": 3, "running-errors": 3, "unknown": 3}
+VERDICTS = ("started", "requested-stop", "incomplete", "crash", "running-errors", "unknown")
+EXIT_CODES = {
+    "started": 0,
+    "requested-stop": 0,
+    "incomplete": 3,  # cut mid-start with no error: not known to be fine
+    "crash": 3,
+    "running-errors": 3,
+    "unknown": 3,
+}
+# Start-up phases are read from the first this many bytes of each file (or until `ready`): a
+# huge serving log that never logged its start would otherwise cost a regex pass over all of it.
+PHASE_SCAN_BYTES = 64 * 1024 * 1024
 
 MAX_EVIDENCE = 8  # evidence lines kept per finding (the first ones; the count covers all)
 MAX_TEXT = 1000  # characters of one evidence line
@@ -276,6 +287,7 @@ class _Builder:
         self.open_tb: dict[_TbKey, tuple[int, int, int]] = {}  # -> (chunk id, offset, line)
         self.lines = 0
         self.bytes = 0
+        self.phases = PhaseTracker()
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -377,11 +389,15 @@ def _scan(sources: Sequence[Source], builder: _Builder) -> Iterator[_Scanned]:
     chunk_id = 0
     for source in sources:
         lineno = 0  # lines before the current chunk
+        source_bytes = 0
         for chunk in read_chunks(source):
             chunk_id += 1
             builder.bytes += len(chunk)
             if prefilter is None:
                 prefilter = _Prefilter(requirements, chunk[:SAMPLE_BYTES])
+            if source_bytes < PHASE_SCAN_BYTES and not builder.phases.done:
+                builder.phases.feed(chunk.decode("utf-8", "replace"))
+            source_bytes += len(chunk)
             if builder.first_ts is None:
                 m = _TS_ANY.search(chunk, 0, 65536)
                 if m:
@@ -597,6 +613,11 @@ def _rank(b: _Builder, facts: dict) -> tuple[str, list[Finding]]:
         if b.stop_weak_seq is not None and b.stop_weak_seq > lo:
             return "requested-stop", []
         return "started", []
+    # No error, and the start-up phases say how far it got: the API server up is a start (cut
+    # before "Application startup complete."); anything short of it is an incomplete start.
+    phase = b.phases.current
+    if phase is not None and not span_inside(b.error_seqs):
+        return ("started" if phase_index(phase.phase) >= phase_index("api") else "incomplete"), []
     return "unknown", []
 
 
@@ -622,6 +643,9 @@ def _facts(b: _Builder, sources: Sequence[Source]) -> dict:
         "lines": b.lines,
         "bytes": b.bytes,
     }
+    phase = b.phases.current
+    if phase is not None:
+        facts["phase"] = {"id": phase.phase, "title": phase.title, "detail": phase.detail}
     if "vllm_version" in raw:
         facts["vllm_version"] = raw["vllm_version"]
     if "platform" in raw:
