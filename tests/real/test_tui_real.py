@@ -41,11 +41,12 @@ def wait_screen(session: str, needle: str, timeout: float) -> str:
     raise AssertionError(f"{needle!r} not on screen after {timeout:.0f} s:\n{text}")
 
 
-def vllm_processes() -> list[psutil.Process]:
+def vllm_processes(port: int) -> list[psutil.Process]:
+    """The vLLM API servers on ``port`` (the session's shared server of conftest runs too)."""
     out = []
     for p in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if "vllm.entrypoints.openai.api_server" in cmd:
+        cmd = p.info["cmdline"] or []
+        if "vllm.entrypoints.openai.api_server" in cmd and str(port) in cmd:
             out.append(p)
     return out
 
@@ -70,12 +71,12 @@ def last_state(state: Path) -> str | None:
 
 @pytest.mark.timeout(START_S + 300)
 def test_tui_start_ready_probe_stop_quit_in_tmux(vllm_python, tiny_model, tmp_path):
-    assert not vllm_processes(), "a vLLM server from elsewhere is running; this test counts them"
+    port = free_port()
     state = tmp_path / "state"
     argv = [
         sys.executable, "-m", "mmops", "tui",
         "--profile", str(profile(tmp_path)), "--model", str(tiny_model),
-        "--python", str(vllm_python), "--port", str(free_port()), "--state-dir", str(state),
+        "--python", str(vllm_python), "--port", str(port), "--state-dir", str(state),
     ]  # fmt: skip
     envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in env().items() if k.isidentifier())
     session = f"mmops-tui-{tmp_path.name}"
@@ -86,6 +87,7 @@ def test_tui_start_ready_probe_stop_quit_in_tmux(vllm_python, tiny_model, tmp_pa
         assert "✓  model.config" in first  # the preflight ran as the screen opened
         tmux("send-keys", "-t", session, "s")
         wait_screen(session, "STARTING", 60)
+        assert vllm_processes(port), "the server did not start under the TUI"
         # "Is it stuck?": the start-up phase shows while vLLM loads.
         wait_screen(session, "phase ", START_S)
         ready = wait_screen(session, "● READY", START_S)
@@ -106,6 +108,6 @@ def test_tui_start_ready_probe_stop_quit_in_tmux(vllm_python, tiny_model, tmp_pa
     finally:
         tmux("kill-session", "-t", session)
     deadline = time.monotonic() + 15
-    while vllm_processes() and time.monotonic() < deadline:
+    while vllm_processes(port) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert vllm_processes() == []
+    assert vllm_processes(port) == []
