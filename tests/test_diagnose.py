@@ -441,3 +441,21 @@ def test_a_start_cut_before_the_api_is_incomplete_with_its_phase(tmp_path):
     # The whole capture ends with mmops stopping it: a stop, after a start that got to ready.
     full = diagnose([str(Path(__file__).parent / "fixtures/logs/real-cpu/healthy-start.log")])
     assert full.verdict == "requested-stop" and full.facts["phase"]["id"] == "ready"
+
+
+def test_workers_terminated_mid_start_with_no_error_is_a_stop(tmp_path):
+    """Real lines: a start cut in memory profiling (real vLLM CPU capture) followed by the
+    workers' own SIGTERM line (vllm-project/vllm corpus 028): a stop, not `unknown`."""
+    from mmops.diagnose.scan import diagnose
+
+    fixtures = Path(__file__).parent / "fixtures/logs"
+    start = (fixtures / "real-cpu/healthy-start.log").read_text().splitlines(keepends=True)[:60]
+    term = next(
+        x for x in (fixtures / "corpus/028-gpu-ctrl-c-shutdown-new-logs.log").read_text().splitlines()
+        if "WorkerProc: terminated by shutdown signal" in x
+    )
+    log = tmp_path / "stopped-while-loading.log"
+    log.write_text("".join(start) + term + "\n")
+    inc = diagnose([str(log)])
+    assert inc.verdict == "requested-stop" and inc.exit_code == 0
+    assert inc.facts["phase"]["id"] == "profiling"

@@ -616,8 +616,12 @@ def _rank(b: _Builder, facts: dict) -> tuple[str, list[Finding]]:
     # No error, and the start-up phases say how far it got: the API server up is a start (cut
     # before "Application startup complete."); anything short of it is an incomplete start.
     phase = b.phases.current
-    if phase is not None and not span_inside(b.error_seqs):
-        return ("started" if phase_index(phase.phase) >= phase_index("api") else "incomplete"), []
+    if not span_inside(b.error_seqs):
+        if b.stop_weak_seq is not None and b.stop_weak_seq > lo:
+            return "requested-stop", []  # stopped during start-up: workers terminated, no error
+        if phase is not None:
+            started = phase_index(phase.phase) >= phase_index("api")
+            return ("started" if started else "incomplete"), []
     return "unknown", []
 
 
