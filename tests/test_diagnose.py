@@ -459,3 +459,24 @@ def test_workers_terminated_mid_start_with_no_error_is_a_stop(tmp_path):
     inc = diagnose([str(log)])
     assert inc.verdict == "requested-stop" and inc.exit_code == 0
     assert inc.facts["phase"]["id"] == "profiling"
+
+
+def test_one_4xx_beside_answered_requests_is_a_fact_not_a_verdict(tmp_path):
+    """Real lines: a started server that answered a chat request (real-cpu healthy-start.log)
+    then rejected one (real-cpu chat-template-missing.log): a client's mistake, `started`,
+    with the 4xx kept as a fact. Only rejections (no answered request) are running-errors."""
+    from mmops.diagnose.scan import diagnose
+
+    real = Path(__file__).parent / "fixtures/logs/real-cpu"
+    lines = (real / "healthy-start.log").read_text().splitlines(keepends=True)
+    ok = next(i for i, x in enumerate(lines) if '"POST /v1/chat/completions HTTP/1.1" 200' in x)
+    rejected = next(
+        x for x in (real / "chat-template-missing.log").read_text().splitlines(keepends=True)
+        if '" 400 Bad Request' in x
+    )
+    log = tmp_path / "one-400.log"
+    log.write_text("".join(lines[: ok + 1]) + rejected)
+    inc = diagnose([str(log)])
+    assert inc.verdict == "started" and inc.facts.get("http_4xx") == 1
+    log.write_text("".join(lines[:ok]) + rejected)  # nobody was ever answered
+    assert diagnose([str(log)]).verdict == "running-errors"

@@ -55,6 +55,7 @@ EXIT_CODES = {
 # Start-up phases are read from the first this many bytes of each file (or until `ready`): a
 # huge serving log that never logged its start would otherwise cost a regex pass over all of it.
 PHASE_SCAN_BYTES = 64 * 1024 * 1024
+SUSTAINED_4XX = 20  # this many 4xx answers in a window is a pattern, not one client's mistake
 
 MAX_EVIDENCE = 8  # evidence lines kept per finding (the first ones; the count covers all)
 MAX_TEXT = 1000  # characters of one evidence line
@@ -322,6 +323,9 @@ class _Builder:
         elif sig.marker == "stop_weak":
             if self.stop_weak_seq is None or (self.started_seq or 0) > self.stop_weak_seq:
                 self.stop_weak_seq = seq
+        elif sig.marker == "request_ok":
+            self.http["2xx"] = self.http.get("2xx", 0) + 1
+            return
         elif sig.marker == "request_failed":
             status = captures.get("status", "")
             key = f"{status[:1]}xx"
@@ -556,7 +560,12 @@ def _rank(b: _Builder, facts: dict) -> tuple[str, list[Finding]]:
     )
     fatal_cons = [a for a in cons if a.sig.phase != "runtime"]
     runtime_cons = [a for a in cons if a.sig.phase == "runtime"]
-    requests_failed = span_inside(b.http_seqs)
+    # A few 4xx beside answered requests are a client's mistakes, reported as facts; the server
+    # is in trouble when it answers 5xx, rejects at a sustained rate, or answers nobody.
+    rejected = b.http.get("4xx", 0)
+    requests_failed = span_inside(b.http_seqs) and (
+        b.http.get("5xx", 0) > 0 or rejected >= SUSTAINED_4XX or not b.http.get("2xx", 0)
+    )
     serving = (
         b.started_seq is not None
         or requests_failed

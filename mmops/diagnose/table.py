@@ -39,14 +39,14 @@ RemedyKind = Literal["env_merge", "env_set", "arg_set"]
 Role = Literal["cause", "consequence", "context"]
 FindingRole = Literal["cause", "consequence"]  # a signature's place in one incident
 Phase = Literal["startup", "runtime", "any"]
-Marker = Literal["started", "stop", "stop_weak", "request_failed"]
+Marker = Literal["started", "stop", "stop_weak", "request_failed", "request_ok"]
 
 # (a signature's position in the table, the literal sets one of whose strings a match holds)
 Requirement = tuple[int, tuple[tuple[str, ...], ...]]
 
 _ROLES: tuple[Role, ...] = ("cause", "consequence", "context")
 _PHASES: tuple[Phase, ...] = ("startup", "runtime", "any")
-_MARKERS: tuple[Marker, ...] = ("started", "stop", "stop_weak", "request_failed")
+_MARKERS: tuple[Marker, ...] = ("started", "stop", "stop_weak", "request_failed", "request_ok")
 _REMEDY_KINDS: tuple[RemedyKind, ...] = ("env_merge", "env_set", "arg_set")
 MIN_LITERAL = 3
 # Python 3.10 has no possessive repeats.
