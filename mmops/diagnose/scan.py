@@ -54,7 +54,7 @@ EXIT_CODES = {
 }
 # Start-up phases are read from the first this many bytes of each file (or until `ready`): a
 # huge serving log that never logged its start would otherwise cost a regex pass over all of it.
-PHASE_SCAN_BYTES = 64 * 1024 * 1024
+PHASE_SCAN_BYTES = 2 * 1024 * 1024  # a start-up log up to `ready` is far smaller
 SUSTAINED_4XX = 20  # this many 4xx answers in a window is a pattern, not one client's mistake
 
 MAX_EVIDENCE = 8  # evidence lines kept per finding (the first ones; the count covers all)
@@ -400,7 +400,9 @@ def _scan(sources: Sequence[Source], builder: _Builder) -> Iterator[_Scanned]:
             if prefilter is None:
                 prefilter = _Prefilter(requirements, chunk[:SAMPLE_BYTES])
             if source_bytes < PHASE_SCAN_BYTES and not builder.phases.done:
-                builder.phases.feed(chunk.decode("utf-8", "replace"))
+                piece = chunk[: PHASE_SCAN_BYTES - source_bytes]
+                piece = piece[: piece.rfind(b"\n") + 1] if len(piece) < len(chunk) else piece
+                builder.phases.feed(piece.decode("utf-8", "replace"))
             source_bytes += len(chunk)
             if builder.first_ts is None:
                 m = _TS_ANY.search(chunk, 0, 65536)
