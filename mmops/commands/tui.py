@@ -90,7 +90,7 @@ def _target(args: argparse.Namespace) -> Target:
     cpu = session.spec.device.kind == "cpu"
     return Target(
         "launch", session.supervisor, session.spec.name, session=session,
-        start_now=args.start, cpu=cpu, suite=args.suite,
+        start_now=args.start, cpu=cpu, suite=args.suite, url=session.plan().url,
     )  # fmt: skip
 
 

@@ -61,6 +61,7 @@ class Target:
     detect: Callable[[], PlatformReport] | None = None  # default: platform.detect (tests inject)
     model_path: str | None = None  # attach mode: the model dir, for stop token ids
     suite: str | None = None  # what `p` runs: --suite, else the launch's suite, else smoke
+    url: str | None = None  # where the server will answer, before it has started
 
     def __post_init__(self) -> None:
         if self.attach is None and isinstance(self.source, AttachSource):
@@ -235,7 +236,7 @@ class MmopsApp(App[int]):
 
     def _refresh_status(self) -> None:
         st = self.source.snapshot()
-        self.query_one(StatusHeader).show(st, self.target.title)
+        self.query_one(StatusHeader).show(st, self.target.title, self.target.url)
         transitions = [
             e for e in getattr(self.source, "history", []) if isinstance(e, StateChanged)
         ]
@@ -299,7 +300,9 @@ class MmopsApp(App[int]):
         if check is None:
             box.update("")
             return
-        text = f"{check.id}: {check.summary}"
+        session = self.target.session
+        counts = session.preflight.summary() if session is not None else ""
+        text = f"preflight: {counts}\n{check.id}: {check.summary}"
         if check.fix:
             text += f"\nfix: {check.fix}"
         fix = from_check(check.id, check.data) if check.status in ("fail", "warn") else None

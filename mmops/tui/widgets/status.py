@@ -39,10 +39,12 @@ class StatusHeader(Static):
         self.mode = mode  # launch | attach | run
         self.status = Status()
         self.title = ""
+        self.url: str | None = None
 
-    def show(self, status: Status, title: str) -> None:
+    def show(self, status: Status, title: str, url: str | None = None) -> None:
         self.status = status
         self.title = title
+        self.url = url
         self.refresh_text()
 
     def refresh_text(self) -> None:
@@ -53,7 +55,7 @@ class StatusHeader(Static):
         # Attached, the URL is the title: the model is what the server says it serves.
         name = (st.model or "model not known yet") if self.mode == "attach" else self.title
         line.append(f" {name or st.model or '?'}", "bold")
-        line.append(f"  {st.url or ''}")
+        line.append(f"  {st.url or self.url or ''}")
         if self.mode != "launch":
             line.append(f"  [{self.mode}]", "italic")
         second = Text()
