@@ -524,12 +524,15 @@ class LogStore:
                 return line + data.count(b"\n", lo, i)
         return None
 
-    def filter_lines(self, pattern: re.Pattern[bytes] | re.Pattern[str]) -> list[int]:
+    def filter_lines(
+        self, pattern: re.Pattern[bytes] | re.Pattern[str], upto: int | None = None
+    ) -> list[int]:
         """Numbers of the lines the pattern matches, ascending.
 
         The pattern is applied per line (``^`` and ``$`` match at line boundaries); results are
         kept, so a call after refresh() scans only the new lines. A str pattern is applied
-        to the UTF-8 bytes.
+        to the UTF-8 bytes. ``upto`` stops the scan at that line (the hits so far): a caller
+        in a thread scans a big file in steps, so the GIL is let go between them.
         """
         key = (pattern.pattern, pattern.flags)
         with self._lock:
@@ -541,13 +544,14 @@ class LogStore:
                     self._filters.popitem(last=False)
             self._filters.move_to_end(key)
             hits = f.hits
-            for data, lo, hi, line in self._segments(f.next_line, self._count):
+            end = self._count if upto is None else max(f.next_line, min(upto, self._count))
+            for data, lo, hi, line in self._segments(f.next_line, end):
                 pos = lo
                 for i in f.scanner.all(data, lo, hi):
                     line += data.count(b"\n", pos, i)
                     hits.append(line)
                     pos = i
-            f.next_line = self._count
+            f.next_line = end
             return list(hits)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import time
 from pathlib import Path
 
 from rich.segment import Segment
@@ -34,6 +35,7 @@ WARN_OR_ERROR = re.compile(
 # CANN reports errors as EH/EE/EI/EZ/EL codes without a level header. No 3-byte literal, so a
 # separate pattern: in the alternation above it would turn off the pre-filter (20x slower).
 CANN_ERROR = re.compile(rb"E[EHILZ]\d{4}:")
+FILTER_STEP_LINES = 5_000  # lines scanned between two breaths of the first filter pass
 _ERROR = re.compile(
     r"\b(?:ERROR|CRITICAL|FATAL)\b|Traceback \(most recent|\w+(?:Error|Exception):"
     r"|\bE[EHILZ]\d{4}:|error code is \d+"
@@ -194,6 +196,14 @@ class LogView(ScrollView, can_focus=True):
         self._show_cursor()
 
     def _filter_in_thread(self, keep: int) -> None:
+        store = self.store
+        if store is not None:
+            # In steps, sleeping between them: `re` holds the GIL, and one pass over a big log
+            # in one go would stall the screen for as long.
+            for upto in range(FILTER_STEP_LINES, store.line_count, FILTER_STEP_LINES):
+                store.filter_lines(WARN_OR_ERROR, upto)
+                store.filter_lines(CANN_ERROR, upto)
+                time.sleep(0.01)
         rows = self._filter()
         self.app.call_from_thread(self._filter_done, rows, keep)
 
