@@ -500,3 +500,18 @@ def test_reads_while_a_worker_indexes(tmp_path, big):
     finally:
         logstore._READ = monkey_read
     assert store.line_count == len(want)
+
+
+def test_filter_in_steps_gives_the_same_lines_as_one_pass(tmp_path):
+    path = tmp_path / "steps.log"
+    path.write_text("".join(("WARNING x\n" if i % 7 == 0 else f"INFO {i}\n") for i in range(10_000)))
+    pattern = re.compile(rb"WARNING")
+    whole = LogStore(path)
+    whole.refresh()
+    stepped = LogStore(path)
+    stepped.refresh()
+    for upto in range(1_000, 10_000, 1_000):
+        part = stepped.filter_lines(pattern, upto)
+        assert part and part[-1] < upto  # only lines before the step's end so far
+    assert stepped.filter_lines(pattern) == whole.filter_lines(pattern)
+    assert len(whole.filter_lines(pattern)) == len(range(0, 10_000, 7))
