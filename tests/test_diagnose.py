@@ -480,3 +480,20 @@ def test_one_4xx_beside_answered_requests_is_a_fact_not_a_verdict(tmp_path):
     assert inc.verdict == "started" and inc.facts.get("http_4xx") == 1
     log.write_text("".join(lines[:ok]) + rejected)  # nobody was ever answered
     assert diagnose([str(log)]).verdict == "running-errors"
+
+
+def test_an_ascend_code_no_signature_knows_still_names_the_failure(tmp_path):
+    """A real CANN line (corpus 052, GPUStack on 310P) read alone: no signature matches, the
+    error-code table (mmops/diagnose/ascend_codes.yaml) says what 507013 is, with its source."""
+    from mmops.diagnose.scan import diagnose
+
+    src = Path(__file__).parent / "fixtures/logs/corpus/052-npu-310p-507013-sdma-gpustack.log"
+    line = next(x for x in src.read_text().splitlines() if "runtime result = 507013" in x)
+    log = tmp_path / "only-the-code.log"
+    log.write_text(line + "\n")
+    inc = diagnose([str(log)])
+    assert inc.verdict == "crash"
+    cause = inc.cause
+    assert cause is not None and cause.id == "ascend_code.acl.rt.507xxx"
+    assert "507013" in cause.signature.title and "source:" in cause.fix
+    assert cause.evidence[0].line == 1

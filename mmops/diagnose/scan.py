@@ -26,9 +26,19 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import NamedTuple, TypeGuard, TypeVar
 
-from mmops.diagnose.logread import LogLine, Source, decode, open_inputs, parse_line, read_chunks
+from mmops.diagnose.logread import (
+    LogLine,
+    Source,
+    decode,
+    iter_lines,
+    normalize,
+    open_inputs,
+    parse_line,
+    read_chunks,
+)
 from mmops.diagnose.phases import PhaseTracker, phase_index
 from mmops.diagnose.table import (
     FindingRole,
@@ -55,6 +65,7 @@ EXIT_CODES = {
 # Start-up phases are read from the first this many bytes of each file (or until `ready`): a
 # huge serving log that never logged its start would otherwise cost a regex pass over all of it.
 PHASE_SCAN_BYTES = 2 * 1024 * 1024  # a start-up log up to `ready` is far smaller
+CODE_SCAN_LINES = 200_000  # lines read again for Ascend error codes when nothing else matched
 SUSTAINED_4XX = 20  # this many 4xx answers in a window is a pattern, not one client's mistake
 
 MAX_EVIDENCE = 8  # evidence lines kept per finding (the first ones; the count covers all)
@@ -714,7 +725,46 @@ def diagnose_sources(sources: Sequence[Source]) -> Incident:
         raise MmopsError(f"{names}: empty, nothing to diagnose")
     facts = _facts(builder, sources)
     verdict, findings = _rank(builder, facts)
+    if verdict == "unknown":
+        # Nothing the table knows: an Ascend error code of a known family still says what
+        # failed (mmops/diagnose/ascend_codes.yaml). A second read, only in this rare case.
+        coded = _code_finding(sources)
+        if coded is not None:
+            return Incident("crash", [coded], facts)
     return Incident(verdict, findings, facts)
+
+
+def _code_finding(sources: Sequence[Source]) -> Finding | None:
+    """The most telling Ascend error code in the first CODE_SCAN_LINES lines, as a finding."""
+    from mmops.diagnose.codes import explain_with_line
+
+    for source in sources:
+        numbered = list(islice(iter_lines(source), CODE_SCAN_LINES))
+        found = explain_with_line(normalize(line) for _, line in numbered)
+        if found is None:
+            continue
+        hit = found.hit
+        sig = Signature(
+            id=f"ascend_code.{hit.family}",
+            title=f"Ascend error {hit.code} ({hit.component})",
+            patterns=(),
+            meaning=hit.meaning,
+            fix=hit.fix,
+            retryable=True,  # a code alone does not prove a retry is useless: serve's policy decides
+            platform="npu",
+        )
+        lineno, text = numbered[found.index]
+        return Finding(
+            signature=sig,
+            role="cause",
+            captures={"code": hit.code},
+            evidence=[Evidence(source.label, lineno, text.strip()[:MAX_TEXT])],
+            count=1,
+            weak=not hit.exact,  # a family's meaning, not the code's own
+            fix=f"{hit.fix} (source: {hit.source})",
+            auto_remedy=None,
+        )
+    return None
 
 
 def diagnose(paths: Sequence[str], attempt: int | None = None) -> Incident:
