@@ -10,7 +10,6 @@ own event path instead of launching. ``recheck()`` re-runs the preflight on a ch
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -157,9 +156,3 @@ class Session:
             suite = await self.run_suite()
         await sup.stop()
         return SmokeResult(reached, suite)
-
-    async def close(self) -> None:
-        """Stop the server if it runs (the same stop as Ctrl-C in `serve`)."""
-        if self.supervisor.state not in (State.STOPPED, State.FAILED):
-            await self.supervisor.stop()
-        await asyncio.sleep(0)

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -30,7 +29,7 @@ from mmops.errors import MmopsError
 from mmops.launch.fixes import LaunchFix, from_check
 from mmops.platform.records import PlatformReport
 from mmops.serve.attach import AttachSource
-from mmops.serve.events import EventSource, LogLines, PhaseReached, StateChanged
+from mmops.serve.events import EventSource, LogLines, StateChanged
 from mmops.serve.replay import RunReplay
 from mmops.serve.session import Session
 from mmops.serve.states import TERMINAL, State
@@ -147,6 +146,7 @@ class MmopsApp(App[int]):
         self._last_counters: tuple[float, float | None, float | None] | None = None
         self.exit_code = 0
         self.clock = time.time  # tests fix it, so snapshots hold still
+        self._seen_seq = 0  # of the last event the screen has taken
         self.device_timeout_s = DEVICE_TIMEOUT_S
 
     # ---------------------------------------------------------------- layout
@@ -204,7 +204,10 @@ class MmopsApp(App[int]):
 
     @work(exclusive=True, group="events")
     async def consume_events(self) -> None:
-        async for ev in self.source.events(0):
+        # From the last event seen: a restart of this reader (after `s` on a stopped server)
+        # must not replay old FAILED events into a second diagnose.
+        async for ev in self.source.events(self._seen_seq):
+            self._seen_seq = ev.seq
             if isinstance(ev, LogLines):
                 if ev.attempt == self._current_attempt():
                     self.query_one(LogView).refresh_store()
@@ -216,8 +219,6 @@ class MmopsApp(App[int]):
                     self.run_diagnose()
                 if ev.state == State.STOPPED:
                     self._last_counters = None
-            elif isinstance(ev, PhaseReached):
-                pass
             self._refresh_status()
         self._refresh_status()
 
@@ -628,7 +629,3 @@ def _rate(before: float | None, after: float | None, dt: float) -> float | None:
     if before is None or after is None or dt <= 0:
         return None
     return max(0.0, (after - before) / dt)
-
-
-def run_path(path: Path) -> str:
-    return str(path)
