@@ -440,7 +440,7 @@ def test_a_start_cut_before_the_api_is_incomplete_with_its_phase(tmp_path):
     assert inc.verdict == "started" and inc.facts["phase"]["id"] == "api"
     # The whole capture ends with mmops stopping it: a stop, after a start that got to ready.
     full = diagnose([str(Path(__file__).parent / "fixtures/logs/real-cpu/healthy-start.log")])
-    assert full.verdict == "requested-stop" and full.facts["phase"]["id"] == "ready"
+    assert full.verdict == "requested-stop" and full.facts["phase"]["id"] == "serving"
 
 
 def test_workers_terminated_mid_start_with_no_error_is_a_stop(tmp_path):

@@ -18,7 +18,8 @@ from mmops.diagnose.phases import PHASES, PhaseHit, PhaseTracker, last_phase
 
 REAL_CPU = Path(__file__).resolve().parent / "fixtures" / "logs" / "real-cpu"
 
-SERVED = ["args", "config", "weights", "profiling", "kv_cache", "api", "ready"]
+STARTED = ["args", "config", "weights", "profiling", "kv_cache", "api", "ready"]
+SERVED = [*STARTED, "serving"]  # ... and answered requests (uvicorn access lines)
 # The phases each real CPU capture goes through, in order (0.32 logs no platform line at INFO
 # and captures no graphs on the CPU).
 SEQUENCES = {
@@ -69,6 +70,7 @@ def test_phases_are_the_start_up_order():
         "graph",
         "api",
         "ready",
+        "serving",
     ]
     assert dict(PHASES)["weights"] == "loading weights"
 
@@ -103,8 +105,8 @@ def test_healthy_start_details():
         "1.0 GiB for KV cache",
     ]
     assert by_phase["api"][0].detail == "http://127.0.0.1:49339"
-    assert tracker.current.phase == "ready" and tracker.current.title == "ready"
-    assert tracker.current.line == "INFO:     Application startup complete."
+    assert tracker.current.phase == "serving" and tracker.current.title == "serving requests"
+    assert by_phase["ready"][0].line == "INFO:     Application startup complete."
     # Nothing after ready moves it, nor is it searched: the shutdown and requests come after.
     assert tracker.feed(_text("healthy-start.log")) == []
 
@@ -178,11 +180,13 @@ def test_random_block_splits_give_the_same_progress(name):
 
 def test_last_phase():
     lines = _text("healthy-start.log").split("\n")
-    assert last_phase(lines).phase == "ready"
+    assert last_phase(lines).phase == "serving"
     assert last_phase(_text("kv-cache-too-small.log").split("\n")).phase == "kv_cache"
     assert last_phase(iter(_text("port-in-use.log").splitlines())).phase == "api"
     assert last_phase([]) is None
     assert last_phase(['INFO:     127.0.0.1:1 - "GET /health HTTP/1.1" 200 OK']) is None
+    served = ['INFO:     127.0.0.1:1 - "POST /v1/chat/completions HTTP/1.1" 400 Bad Request']
+    assert last_phase(served).phase == "serving"  # a client was answered, even with a 400
     # Big inputs go through in blocks: the same answer as one feed.
     many = ["(Worker pid=1) WARNING 11-25 09:50:27 [cpu_worker.py:114] noise"] * 5000
     assert last_phase([*many, *lines, *many]) == _feed_all(_text("healthy-start.log"))[1].current
@@ -449,6 +453,32 @@ LINES = [
         "api",
         "http://0.0.0.0:8000",
     ),
+    # vllm-ascend (dev2/008): the route listing
+    (
+        "(APIServer pid=4128) INFO 10-24 13:23:36 [launcher.py:46] Route: /v1/embeddings, Methods: "
+        "POST",
+        "api",
+        "",
+    ),
+    # dev2/009 (kserve's vLLM runtime, V0 engine lines)
+    (
+        "2025-05-14 17:45:10.901 1647689 kserve.trace Received request "
+        "chatcmpl-017ee87d69ed40e9b67198e5c5e0ee7d: prompt: '<|im_start|>user",
+        "serving",
+        "",
+    ),
+    (
+        "INFO 05-14 17:45:10 [async_llm_engine.py:211] Added request "
+        "chatcmpl-017ee87d69ed40e9b67198e5c5e0ee7d.",
+        "serving",
+        "",
+    ),
+    (
+        "INFO 05-14 17:45:10 [metrics.py:486] Avg prompt throughput: 2.4 tokens/s, Avg generation "
+        "throughput: 0.2 tokens/s, Running: 1 reqs",
+        "serving",
+        "",
+    ),
 ]
 
 
@@ -541,12 +571,11 @@ def test_a_log_flood_is_one_regex_scan_per_block(monkeypatch):
     tracker.feed(_text("healthy-start.log").split("Loading weights took")[0])
     assert tracker.current.phase == "weights"
     looked.clear()
-    # Real flood shapes: uvicorn access lines, vLLM stats (real-cpu), worker warnings, frames.
+    # Real flood shapes that say nothing of progress: prober access lines, worker warnings,
+    # frames (client access lines and stats lines are the serving phase: they end tracking).
     flood = [
-        'INFO:     127.0.0.1:59008 - "POST /v1/chat/completions HTTP/1.1" 200 OK',
-        "(APIServer pid=11056) INFO 11-25 09:51:15 [loggers.py:335] Engine 000: Avg prompt "
-        "throughput: 10.7 tokens/s, Avg generation throughput: 1.9 tokens/s, Running: 0 reqs, "
-        "Waiting: 0 reqs, CPU KV cache usage: 0.0%, Prefix cache hit rate: 0.0%",
+        'INFO:     127.0.0.1:59008 - "GET /health HTTP/1.1" 200 OK',
+        'INFO:     127.0.0.1:59010 - "GET /metrics HTTP/1.1" 200 OK',
         "(Worker pid=11176) WARNING 11-25 09:50:27 [cpu_worker.py:114] libtcmalloc is not found "
         "in LD_PRELOAD. For best performance, please follow the section `set LD_PRELOAD`",
         '(EngineCore pid=11557) ERROR 11-25 09:55:30 [core.py:1510]   File "/root/.cache/mmops/'

@@ -43,8 +43,11 @@ PHASES: tuple[tuple[str, str], ...] = (
     ("graph", "capturing graphs"),
     ("api", "starting the API server"),
     ("ready", "ready"),
+    ("serving", "serving requests"),
 )
 _INDEX = {pid: i for i, (pid, _) in enumerate(PHASES)}
+# Start-up proper: up to ready (serving comes after; a start-up progress display stops at ready).
+STARTUP_PHASES = PHASES[: _INDEX["ready"] + 1]
 _TITLE = dict(PHASES)
 _LAST = len(PHASES) - 1
 # Escape sequences only: logread.strip_ansi also takes bare "[m" remnants, which eats "[model.py".
@@ -250,6 +253,9 @@ _RULES: tuple[_Rule, ...] = (
     _frame("api", "create_server_socket"),
     # real-cpu "[launcher.py:186] Available routes are:"; vllm-project/vllm#38820
     _Rule("api", r"Available routes are"),
+    # The route listing itself (vllm-ascend#2630, vllm-project/vllm#16361: "[launcher.py:46]
+    # Route: /v1/chat/completions, Methods: POST"): printed once the engine is up.
+    _Rule("api", r"Route: /\S*, Methods: "),
     # real-cpu, corpus 026/045 (uvicorn): "Started server process [11056]",
     # "Waiting for application startup."
     _Rule("api", r"Started server process"),
@@ -260,6 +266,20 @@ _RULES: tuple[_Rule, ...] = (
     # -- ready
     # real-cpu, corpus 026/045 (uvicorn): "Application startup complete."
     _Rule("ready", r"Application startup complete"),
+    # -- serving: the server took or answered requests (a log may start here, mid-serve)
+    # V0/V1 engine lines (vllm-project/vllm#16361; kserve's vLLM runtime logs the same):
+    # "Received request chatcmpl-...", "Added request chatcmpl-...", the stats line
+    # "Avg prompt throughput: 2.4 tokens/s, Avg generation throughput: ..."
+    _Rule("serving", r"Received request (?:chatcmpl|cmpl|embd)-"),
+    _Rule("serving", r"Added request (?:chatcmpl|cmpl|embd)-"),
+    _Rule("serving", r"Avg prompt throughput: "),
+    # A uvicorn access line for a model endpoint: the API answered a client (any status: a 400
+    # is an answer too). /health and /metrics are the prober's, not a client's.
+    _Rule(
+        "serving",
+        r'"POST /\S*v1/(?:chat/completions|completions|embeddings|responses) HTTP/1\.[01]" [1-5]\d\d',
+        needs=("completions HTTP/1.", "embeddings HTTP/1.", "responses HTTP/1."),
+    ),
 )
 
 

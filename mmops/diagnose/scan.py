@@ -41,10 +41,13 @@ from mmops.diagnose.logread import (
 )
 from mmops.diagnose.phases import PhaseTracker, phase_index
 from mmops.diagnose.table import (
+    TIERS,
     FindingRole,
     LineMatch,
     Requirement,
     Signature,
+    Tier,
+    frame_matches,
     match_text,
     prefilter_requirements,
     render_fix,
@@ -271,7 +274,7 @@ class _Acc:
 
     @property
     def best_tier(self) -> str:
-        return next(t for t in ("strong", "secondary", "weak") if t in self.tier_seq)
+        return next(t for t in TIERS if t in self.tier_seq)
 
 
 class _Builder:
@@ -297,6 +300,8 @@ class _Builder:
         self.last_exception: Evidence | None = None
         self.last_traceback: list[str] = []
         self.open_tb: dict[_TbKey, tuple[int, int, int]] = {}  # -> (chunk id, offset, line)
+        # Frame matches of a traceback not yet ended, per process: judged by its exception.
+        self.pending_frames: dict[_TbKey, list[tuple[list[LineMatch], Evidence, int]]] = {}
         self.lines = 0
         self.bytes = 0
         self.phases = PhaseTracker()
@@ -361,6 +366,31 @@ class _Builder:
     def add_exception(self, ev: Evidence, traceback: list[str]) -> None:
         self.last_exception = ev
         self.last_traceback = traceback
+
+    def hold_frame(self, key: _TbKey, lms: list[LineMatch], ev: Evidence, seq: int) -> None:
+        held = self.pending_frames.setdefault(key, [])
+        if len(held) < MAX_EVIDENCE:
+            held.append((lms, ev, seq))
+        if len(self.pending_frames) > 1024:  # bound pathological logs, as open_tb
+            self.pending_frames.pop(next(iter(self.pending_frames)))
+
+    def end_traceback(self, key: _TbKey, exception: str | None) -> None:
+        """A traceback ended with ``exception`` (None: the log ends inside it). Each of its frame
+        lines counts for the first signature (table order) whose ``frame_raises`` fits that
+        exception; with no exception, for the first that asks for none."""
+        for lms, ev, seq in self.pending_frames.pop(key, ()):
+            for lm in lms:
+                raises = lm.signature.frame_raises
+                if raises is None or (exception is not None and raises.search(exception)):
+                    self.add_match(lm, ev, seq)
+                    break
+            else:
+                if exception is None and lms:
+                    self.add_match(lms[0], ev, seq)
+
+    def end_scan(self) -> None:
+        for key in list(self.pending_frames):
+            self.end_traceback(key, None)
 
 
 def _parse_ts(m: re.Match[bytes]) -> datetime | None:
@@ -456,18 +486,21 @@ def _line(
     text = parsed.text
     ev = Evidence(source.label, lineno, text[:MAX_TEXT])
     seq = builder.next_seq()
-    if lm is not None:
+    key = (source.label, parsed.pid, parsed.source)
+    if lm is not None and lm.tier == "frame":
+        builder.hold_frame(key, frame_matches(text), ev, seq)
+    elif lm is not None:
         builder.add_match(lm, ev, seq)
         if lm.signature.marker == "started" and builder.start_ts is None:
             builder.start_ts = _last_ts(chunk, end)
     is_context = lm is not None and lm.signature.role == "context"
-    key = (source.label, parsed.pid, parsed.source)
     if _TB in text:
         if len(builder.open_tb) > 1024:  # one per process is normal; bound pathological logs
             builder.open_tb.clear()
         builder.open_tb[key] = (chunk_id, start, lineno)
     if not is_context and _EXC.match(text):
         builder.add_exception(ev, _traceback(builder, key, chunk, chunk_id, start, end, parsed))
+        builder.end_traceback(key, text)
         builder.add_error(ev, seq, explained=lm is not None)
     elif not is_context and text and _is_error_level(parsed, text):
         builder.add_error(ev, seq, explained=lm is not None)
@@ -547,6 +580,10 @@ def _finding(acc: _Acc, role: FindingRole, facts: dict) -> Finding:
     )
 
 
+# Tiers that name a cause on their own; weak hints need another failure beside them.
+_FATAL_TIERS: tuple[Tier, ...] = ("strong", "secondary", "frame")
+
+
 def _rank(b: _Builder, facts: dict) -> tuple[str, list[Finding]]:
     """The verdict and the findings, root cause first. See the module docstring."""
     lo = b.started_seq if b.started_seq is not None else 0
@@ -558,9 +595,9 @@ def _rank(b: _Builder, facts: dict) -> tuple[str, list[Finding]]:
     def span_inside(span: tuple[int, int] | None) -> bool:
         return span is not None and span[1] > lo and (hi is None or span[0] < hi)
 
-    causes: dict[str, list[tuple[int, _Acc]]] = {"strong": [], "secondary": [], "weak": []}
+    causes: dict[str, list[tuple[int, _Acc]]] = {t: [] for t in TIERS}
     taken: set[str] = set()
-    for tier in ("strong", "secondary", "weak"):
+    for tier in TIERS:
         for a in b.acc.values():
             seq = a.tier_seq.get(tier)
             if a.sig.role == "cause" and a.sig.id not in taken and inside(seq):
@@ -593,17 +630,17 @@ def _rank(b: _Builder, facts: dict) -> tuple[str, list[Finding]]:
 
     def build(cause: _Acc, role: FindingRole = "cause") -> list[Finding]:
         out = [_finding(cause, role, facts)]
-        rest = [a for tier in ("strong", "secondary") for _, a in causes[tier]] + cons
+        rest = [a for tier in _FATAL_TIERS for _, a in causes[tier]] + cons
         for a in sorted(rest, key=lambda a: a.first_seq):
             if a is not cause:
                 out.append(_finding(a, "consequence", facts))
         return out
 
-    for tier in ("strong", "secondary"):
+    for tier in _FATAL_TIERS:
         for _, a in causes[tier]:
             if fatal(a):
                 return "crash", build(a)
-    running = [a for tier in ("strong", "secondary") for _, a in causes[tier]]
+    running = [a for tier in _FATAL_TIERS for _, a in causes[tier]]
     if running:
         if fatal_cons:
             # The engine died too: an iteration timeout can kill it, a rejected request cannot.
@@ -720,6 +757,7 @@ def diagnose_sources(sources: Sequence[Source]) -> Incident:
     """Read ``sources`` as one incident and explain it."""
     builder = _Builder()
     deque(_scan(sources, builder), maxlen=0)
+    builder.end_scan()
     if builder.bytes == 0:
         names = ", ".join(s.label for s in sources)
         raise MmopsError(f"{names}: empty, nothing to diagnose")

@@ -91,14 +91,19 @@ class Signature:
     weak_patterns: tuple[re.Pattern[str], ...] = ()
     secondary_patterns: tuple[re.Pattern[str], ...] = ()
     capture_patterns: tuple[re.Pattern[str], ...] = ()  # only for numbers, never a trigger
+    # Traceback frames (file / function / code lines) that show the failure when the final
+    # exception is generic; judged with the exception that ends their traceback (frame_raises).
+    frame_patterns: tuple[re.Pattern[str], ...] = ()
+    frame_raises: re.Pattern[str] | None = None
     excludes: tuple[re.Pattern[str], ...] = ()
     marker: Marker | None = None
     fix_templates: tuple[str, ...] = ()
-    # Per pattern (strong, secondary, weak): the literals of which one must occur in a matching line.
+    # Per pattern (strong, secondary, frame, weak): the literals of which one must occur in a matching line.
     literals: tuple[tuple[str, ...], ...] = ()
 
 
-Tier = Literal["strong", "secondary", "weak"]
+Tier = Literal["strong", "secondary", "frame", "weak"]
+TIERS: tuple[Tier, ...] = ("strong", "secondary", "frame", "weak")  # strongest first
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,8 @@ class LineMatch:
     signature: Signature
     captures: dict[str, str]
     # strong: the line names the failure. secondary: fatal, but often the echo of another
-    # rank's failure (a collective watchdog); it yields to any strong cause. weak: noise that
+    # rank's failure (a collective watchdog); it yields to any strong cause. frame: a traceback
+    # frame whose exception fits (the scanner holds it until the traceback ends). weak: noise that
     # points at the cause only when something else failed (a harmless hub lookup).
     tier: Tier = "strong"
 
@@ -199,6 +205,7 @@ def required_literals(pattern: str) -> tuple[str, ...]:
 _SIG_KEYS = (
     "id", "title", "patterns", "meaning", "fix", "retryable", "role", "remedy", "tags", "phase",
     "platform", "weak_patterns", "secondary_patterns", "capture_patterns", "excludes", "marker",
+    "frame_patterns", "frame_raises",
 )  # fmt: skip
 _REQUIRED = ("id", "title", "patterns", "meaning", "fix")
 TABLE = Path("mmops/diagnose/signatures.yaml")  # how errors name the packaged file
@@ -225,6 +232,13 @@ def _compile(loc: Located | None, what: str) -> tuple[tuple[re.Pattern[str], ...
     return tuple(compiled), lits
 
 
+def _compile_one(loc: Located, what: str) -> re.Pattern[str]:
+    try:
+        return re.compile(scalar(loc, (str,)))
+    except re.error as exc:
+        raise loc.error(f"bad {what}: {exc}") from None
+
+
 def _text(loc: Located) -> str:
     return " ".join(scalar(loc, (str,)).split())
 
@@ -237,7 +251,13 @@ def _parse(loc: Located) -> Signature:
     marker = choice(given["marker"], _MARKERS) if "marker" in given else None
     patterns, lits = _compile(given["patterns"], "pattern")
     secondary, sec_lits = _compile(given.get("secondary_patterns"), "secondary pattern")
+    frames, frame_lits = _compile(given.get("frame_patterns"), "frame pattern")
     weak, weak_lits = _compile(given.get("weak_patterns"), "weak pattern")
+    raises = None
+    if "frame_raises" in given:
+        if not frames:
+            raise given["frame_raises"].error("needs frame_patterns")
+        raises = _compile_one(given["frame_raises"], "frame_raises")
     excludes, _ = _compile(given.get("excludes"), "exclude")
     capture, _ = _compile(given.get("capture_patterns"), "capture pattern")
     fix = given["fix"]
@@ -270,11 +290,13 @@ def _parse(loc: Located) -> Signature:
         platform=scalar(given["platform"], (str,)) if "platform" in given else "any",
         weak_patterns=weak,
         secondary_patterns=secondary,
+        frame_patterns=frames,
+        frame_raises=raises,
         capture_patterns=capture,
         excludes=excludes,
         marker=marker,
         fix_templates=tuple(fixes),
-        literals=tuple(lits + sec_lits + weak_lits),
+        literals=tuple(lits + sec_lits + frame_lits + weak_lits),
     )
 
 
@@ -317,7 +339,7 @@ def prefilter_requirements() -> tuple[Requirement, ...]:
     return tuple(
         (pos, tuple(required_runs(p.pattern)))
         for pos, sig in enumerate(load_signatures())
-        for p in (*sig.patterns, *sig.secondary_patterns, *sig.weak_patterns)
+        for p in _triggers(sig)
     )
 
 
@@ -335,9 +357,24 @@ def _index() -> tuple[tuple[str, tuple[int, ...]], ...]:
     return tuple((lit, tuple(sorted(p))) for lit, p in needed.items())
 
 
+def _triggers(sig: Signature) -> tuple[re.Pattern[str], ...]:
+    """Every pattern that can trigger ``sig``, strongest tier first (``literals``' order)."""
+    return sig.patterns + sig.secondary_patterns + sig.frame_patterns + sig.weak_patterns
+
+
+def _tier(sig: Signature, hit: int) -> Tier:
+    for tier, n in zip(
+        TIERS, (len(sig.patterns), len(sig.secondary_patterns), len(sig.frame_patterns)),
+        strict=False,
+    ):
+        if hit < n:
+            return tier
+        hit -= n
+    return "weak"
+
+
 def _match_sig(sig: Signature, text: str) -> LineMatch | None:
-    n_strong, n_sec = len(sig.patterns), len(sig.secondary_patterns)
-    all_pats = sig.patterns + sig.secondary_patterns + sig.weak_patterns
+    all_pats = _triggers(sig)
     hit = -1
     for i, pat in enumerate(all_pats):
         if any(a in text for a in sig.literals[i]) and pat.search(text):
@@ -354,8 +391,7 @@ def _match_sig(sig: Signature, text: str) -> LineMatch | None:
             for k, v in m.groupdict().items():
                 if v is not None and k not in captures:
                     captures[k] = v
-    tier: Tier = "strong" if hit < n_strong else "secondary" if hit < n_strong + n_sec else "weak"
-    return LineMatch(sig, captures, tier)
+    return LineMatch(sig, captures, _tier(sig, hit))
 
 
 def match_text(text: str, candidates: set[int] | None = None) -> LineMatch | None:
@@ -376,6 +412,24 @@ def match_text(text: str, candidates: set[int] | None = None) -> LineMatch | Non
         if lm is not None:
             return lm
     return None
+
+
+def frame_matches(text: str) -> list[LineMatch]:
+    """Every signature whose frame patterns match ``text``, in table order (a frame may fit
+    several causes; the exception that ends its traceback picks one: see ``frame_raises``)."""
+    out = []
+    for sig in _framed():
+        for i, pat in enumerate(sig.frame_patterns):
+            lits = sig.literals[len(sig.patterns) + len(sig.secondary_patterns) + i]
+            if any(a in text for a in lits) and (m := pat.search(text)):
+                out.append(LineMatch(sig, {k: v for k, v in m.groupdict().items() if v}, "frame"))
+                break
+    return out
+
+
+@cache
+def _framed() -> tuple[Signature, ...]:
+    return tuple(s for s in load_signatures() if s.frame_patterns)
 
 
 def match_line(line: str) -> LineMatch | None:

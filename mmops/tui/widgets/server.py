@@ -11,14 +11,14 @@ from pathlib import Path
 from rich.text import Text
 from textual.widgets import Static
 
-from mmops.diagnose.phases import PHASES
+from mmops.diagnose.phases import STARTUP_PHASES
 from mmops.diagnose.scan import Incident
 from mmops.serve.events import StateChanged, Status
 from mmops.serve.states import SYMBOL, State
 from mmops.tui.widgets.status import clock
 
 TIMELINE = 12  # state changes shown, newest last (UTC, as events.jsonl records them)
-_PHASE_INDEX = {pid: i for i, (pid, _title) in enumerate(PHASES)}
+_PHASE_INDEX = {pid: i for i, (pid, _title) in enumerate(STARTUP_PHASES)}
 
 
 class ServerPanel(Static):
@@ -55,8 +55,8 @@ class ServerPanel(Static):
             )
         ph = st.phase
         if ph is not None and st.state in (State.STARTING, State.READY, State.UNHEALTHY):
-            n = _PHASE_INDEX.get(ph.phase, 0) + 1
-            out.append(f"phase {n}/{len(PHASES)}: {ph.title}")
+            n = _PHASE_INDEX.get(ph.phase, len(STARTUP_PHASES) - 1) + 1  # serving: past ready
+            out.append(f"phase {n}/{len(STARTUP_PHASES)}: {ph.title}")
             if ph.progress:
                 i, total = ph.progress
                 width = 20
@@ -67,7 +67,7 @@ class ServerPanel(Static):
             out.append(f"  ({clock(now - ph.time)} ago)\n", "dim")
             out.append(" " + " ".join(
                 ("✓" if _PHASE_INDEX.get(pid, 0) < n - 1 else "›" if pid == ph.phase else "·") + pid
-                for pid, _ in PHASES
+                for pid, _ in STARTUP_PHASES
             ) + "\n", "dim")  # fmt: skip
         elif st.state == State.STARTING:
             out.append("phase: waiting for the first start-up line\n")
