@@ -48,7 +48,7 @@ def test_non_streaming_answer_with_usage():
     )
 
 
-def test_stream_timing_follows_vllm_bench_definitions():
+def test_stream_timing_definitions():
     # The server waits 0.3 s before the first chunk and 0.1 s between tokens.
     with ProbeServer(ttft_s=0.3, itl_s=0.1) as srv:
         res = send(srv.url, body(stream=True, max_tokens=4, ignore_eos=True), stream=True)
@@ -57,9 +57,10 @@ def test_stream_timing_follows_vllm_bench_definitions():
     assert res.completion_tokens == 4 and res.prompt_tokens == 7
     assert res.finish_reason == "length"
     assert 0.3 <= res.ttft_s < 0.6
-    # Role chunk + 4 token chunks = 5 chunks with choices -> 4 gaps; the first (role -> first
-    # token) has no sleep, the other three about 0.1 s each.
-    assert res.chunks == 5 and len(res.itl_s) == 4
+    assert res.ttfb_s <= res.ttft_s  # the role chunk is the first event
+    # Role chunk + 4 token chunks = 5 chunks with choices, 4 of them carry output -> 3 gaps of
+    # about 0.1 s each (the role chunk is no token: it adds no gap).
+    assert (res.choice_chunks, res.chunks, len(res.itl_s)) == (5, 4, 3)
     assert sum(res.itl_s) == pytest.approx(0.3, abs=0.1)
     # E2EL ends at the last token chunk; TPOT excludes the first token.
     assert res.latency_s == pytest.approx(res.ttft_s + sum(res.itl_s), abs=1e-6)
@@ -186,7 +187,8 @@ def test_recorded_vllm_stream_replayed_read_by_read():
     assert res.ok, res.error
     assert res.content == "\n" * 8 and res.finish_reason == "length"
     assert (res.prompt_tokens, res.completion_tokens) == (54, 8)
-    assert res.chunks == 9  # role chunk + 8 tokens; the usage chunk has no choices
+    assert res.choice_chunks == 9  # role chunk + 8 tokens; the usage chunk has no choices
+    assert res.chunks == 8 and len(res.itl_s) == 7  # the 8 tokens are timed; the role is not
     assert res.ttft_s >= reads[0][0]
     assert res.tpot_s == pytest.approx((res.latency_s - res.ttft_s) / 7)
 

@@ -52,3 +52,23 @@ def test_flush_of_a_cut_event_returns_its_partial_data():
     p = SSEParser()
     p.feed(b'data: {"id": "cu')
     assert p.flush() == ['{"id": "cu']  # the caller's json.loads then reports it malformed
+
+
+def test_feed_bytes_gives_undecoded_payloads():
+    p = SSEParser()
+    assert p.feed_bytes(STREAM) == [e.encode() for e in EVENTS]
+
+
+def test_crlf_and_cr_split_at_every_point():
+    # A CR at the end of one read may be half of a CRLF: the parser waits for the next byte.
+    for sep in (b"\r\n", b"\r"):
+        stream = STREAM.replace(b"\n", sep)
+        for cut in range(1, len(stream)):
+            p = SSEParser()
+            assert p.feed(stream[:cut]) + p.feed(stream[cut:]) + p.flush() == EVENTS, (sep, cut)
+
+
+def test_flush_after_a_trailing_cr():
+    p = SSEParser()
+    assert p.feed(b"data: a\r\n\r\ndata: [DONE]\r") == ["a"]
+    assert p.flush() == ["[DONE]"]

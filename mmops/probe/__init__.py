@@ -1,6 +1,6 @@
 """Live sample requests against a vLLM server: image, multi-image, video, text, streaming, load.
 
-Public API (imported lazily, so ``import mmops.probe.request`` does not pull in httpx):
+Public API (imported lazily, so ``import mmops.probe.request`` does not pull in aiohttp):
 
 - :func:`run_suite` / :func:`run_suite_async` -> :class:`SuiteResult` of :class:`CaseResult`
 - :class:`ChatRequest`, :class:`Sampling`, :class:`Turn`, :func:`stop_token_ids_for_model`,

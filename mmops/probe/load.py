@@ -1,8 +1,10 @@
 """Send many prepared requests with bounded concurrency, and watch the server meanwhile.
 
 The client must never be the bottleneck: bodies are encoded once before the clock starts,
-one pooled httpx client is sized to the concurrency, and at most ``concurrency`` requests are
+one pooled aiohttp session is sized to the concurrency, and at most ``concurrency`` requests are
 in flight (the shape of `vllm bench serve --max-concurrency` with an infinite request rate).
+Wall duration runs from just before the first request is sent to the end of the last, as
+vLLM's ``benchmark_duration``; throughput figures divide by it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
-from mmops.probe.client import RequestResult, send_chat
+from mmops.probe.client import RequestResult, TextSink, send_chat
 from mmops.probe.metrics import MetricsError, MetricsSnapshot, scrape_async
 
 #: progress(done, total, failed) after each request.
@@ -65,7 +67,7 @@ def _max(a: float | None, b: float | None) -> float | None:
 
 
 async def run_jobs(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     jobs: Sequence[Job],
     *,
@@ -73,8 +75,11 @@ async def run_jobs(
     progress: Progress | None = None,
     watch_metrics: bool = False,
     watch_interval_s: float = 1.0,
+    on_text: TextSink | None = None,
 ) -> tuple[list[RequestResult], float, Peaks]:
     """Send ``jobs`` with at most ``concurrency`` in flight; results in job order.
+
+    ``on_text`` receives the generated text of streamed requests as it arrives.
 
     Returns (results, wall duration of the run in seconds, peaks seen on /metrics).
     """
@@ -91,7 +96,9 @@ async def run_jobs(
         else:
             async with gate:
                 assert job.body is not None
-                res = await send_chat(client, url, job.body, stream=job.stream, timeout=job.timeout)
+                res = await send_chat(
+                    client, url, job.body, stream=job.stream, timeout=job.timeout, on_text=on_text
+                )
         results[job.index] = res
         done += 1
         failed += 0 if res.ok else 1

@@ -11,12 +11,17 @@ engine is what matters and the maximum is kept.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from mmops.errors import MmopsError
+
+if TYPE_CHECKING:
+    import aiohttp
 
 RUNNING = "vllm:num_requests_running"
 WAITING = "vllm:num_requests_waiting"
@@ -149,20 +154,36 @@ def scrape(url: str, *, timeout: float = 5.0) -> MetricsSnapshot:
         resp = httpx.get(target, timeout=timeout, trust_env=False)
     except httpx.HTTPError as exc:
         raise MetricsError(f"GET {target}: {str(exc) or type(exc).__name__}") from None
-    return _parse_response(target, resp)
+    return _parse_response(target, resp.status_code, resp.text)
 
 
-async def scrape_async(client: httpx.AsyncClient, url: str) -> MetricsSnapshot:
-    """Like :func:`scrape`, on an existing async client."""
+async def scrape_async(
+    client: aiohttp.ClientSession | httpx.AsyncClient, url: str
+) -> MetricsSnapshot:
+    """Like :func:`scrape`, on an existing async client: the probe's aiohttp session, or an
+    httpx one (the TUI's)."""
     target = metrics_url(url)
+    if isinstance(client, httpx.AsyncClient):
+        try:
+            resp = await client.get(target)
+        except httpx.HTTPError as exc:
+            raise MetricsError(f"GET {target}: {str(exc) or type(exc).__name__}") from None
+        return _parse_response(target, resp.status_code, resp.text)
+    import aiohttp
+
     try:
-        resp = await client.get(target)
-    except httpx.HTTPError as exc:
-        raise MetricsError(f"GET {target}: {str(exc) or type(exc).__name__}") from None
-    return _parse_response(target, resp)
+        async with client.get(target) as aresp:
+            status = aresp.status
+            text = (await aresp.read()).decode("utf-8", "replace")
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        why = str(exc) or type(exc).__name__
+        if isinstance(exc, aiohttp.ClientConnectorError) and exc.os_error is not None:
+            why = f"cannot connect: {exc.os_error}"
+        raise MetricsError(f"GET {target}: {why}") from None
+    return _parse_response(target, status, text)
 
 
-def _parse_response(target: str, resp: httpx.Response) -> MetricsSnapshot:
-    if resp.status_code != 200:
-        raise MetricsError(f"GET {target}: HTTP {resp.status_code}")
-    return parse(resp.text)
+def _parse_response(target: str, status: int, text: str) -> MetricsSnapshot:
+    if status != 200:
+        raise MetricsError(f"GET {target}: HTTP {status}")
+    return parse(text)

@@ -37,6 +37,7 @@ def _load_lines(stats: LoadStats) -> list[str]:
     cols = "".join(f"{f'p{q:g}':>9}" for q in PERCENTILES)
     lines.append(f"  {'(ms)':<6}{'mean':>9}{cols}{'max':>9}")
     rows: list[tuple[str, Distribution | None]] = [
+        ("TTFB", stats.ttfb),
         ("TTFT", stats.ttft),
         ("TPOT", stats.tpot),
         ("ITL", stats.itl),

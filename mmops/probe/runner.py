@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
-import httpx
+import aiohttp
 
 from mmops.probe import client as http
 from mmops.probe.load import Job, Peaks, Progress, run_jobs
@@ -39,6 +39,7 @@ class CaseResult:
     verdict: str
     latency_s: float | None = None
     ttft_s: float | None = None
+    ttfb_s: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     status: int | None = None
@@ -121,6 +122,7 @@ class SuiteOptions(TypedDict, total=False):
     progress: Progress | None
     metrics: bool
     max_media_bytes: int
+    on_text: http.TextSink | None
 
 
 def run_suite(
@@ -152,6 +154,7 @@ async def run_suite_async(
     progress: Progress | None = None,
     metrics: bool = True,
     max_media_bytes: int = DEFAULT_MAX_BYTES,
+    on_text: http.TextSink | None = None,
 ) -> SuiteResult:
     """Run every case once, in order; or, with ``requests``/``concurrency``, a load.
 
@@ -159,7 +162,8 @@ async def run_suite_async(
     at most ``concurrency`` at a time, all streamed (like `vllm bench serve`, so TTFT, TPOT and
     ITL exist for each). ``timeout`` bounds each request unless a case sets ``timeout_s``.
     Stop token ids come from ``stop_token_ids``, else from ``model_path`` (InternVL needs
-    them), and apply to cases that set none.
+    them), and apply to cases that set none. ``on_text`` receives the generated text of
+    streamed requests as it arrives (meant for a run of one request).
     """
     load = requests is not None or concurrency is not None
     n_conc = max(1, concurrency or 1)
@@ -200,6 +204,7 @@ async def run_suite_async(
             concurrency=n_conc if load else 1,
             progress=progress,
             watch_metrics=metrics and load,
+            on_text=on_text,
         )
         result.duration_s = duration if load else time.perf_counter() - started
         if metrics:
@@ -223,7 +228,7 @@ async def run_suite_async(
 
 
 async def _scrape(
-    client: httpx.AsyncClient, url: str, result: SuiteResult
+    client: aiohttp.ClientSession, url: str, result: SuiteResult
 ) -> MetricsSnapshot | None:
     try:
         return await scrape_async(client, url)
@@ -233,7 +238,7 @@ async def _scrape(
 
 
 async def _settled_scrape(
-    client: httpx.AsyncClient,
+    client: aiohttp.ClientSession,
     url: str,
     result: SuiteResult,
     responses: Sequence[http.RequestResult],
@@ -366,6 +371,7 @@ def _judge(
         verdict=verdict,
         latency_s=res.latency_s,
         ttft_s=res.ttft_s,
+        ttfb_s=res.ttfb_s,
         prompt_tokens=res.prompt_tokens,
         completion_tokens=res.completion_tokens,
         status=res.status,
@@ -387,6 +393,8 @@ def _summary(res: http.RequestResult) -> str:
     parts.append(f"{_n(res.prompt_tokens)}+{_n(res.completion_tokens)} tok")
     if res.latency_s is not None:
         parts.append(f"{res.latency_s:.2f} s")
+    if res.ttfb_s is not None:
+        parts.append(f"ttfb {res.ttfb_s:.2f} s")
     if res.ttft_s is not None:
         parts.append(f"ttft {res.ttft_s:.2f} s")
         if res.tpot_s is not None:

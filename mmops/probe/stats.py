@@ -1,17 +1,22 @@
-"""Latency and throughput figures with the definitions of `vllm bench serve`.
+"""Latency and throughput figures of a load run, aggregated the way `vllm bench serve` does.
 
-From ``calculate_metrics`` in vLLM's ``vllm/benchmarks/serve.py`` (read at commit 009e6d4a of
-https://github.com/vllm-project/vllm):
+Aggregation follows ``calculate_metrics`` in vLLM's ``vllm/benchmarks/serve.py`` (read at commit
+009e6d4a of https://github.com/vllm-project/vllm):
 
-- only successful requests count toward the figures; failures are counted apart;
-- TTFT and E2EL: one value per request;
-- TPOT: ``(latency - ttft) / (output_len - 1)`` per request with more than one output token,
+- only successful requests count toward the figures; failures are counted apart, by kind;
+- TTFB, TTFT and E2EL: one value per request;
+- TPOT: ``(latency - TTFT) / (output tokens - 1)`` per request with more than one output token,
   so the first token is excluded;
-- ITL: every inter-chunk gap of every request, pooled;
+- ITL: every gap of every request, pooled;
 - percentiles: ``np.percentile`` (linear interpolation between closest ranks);
 - request throughput = completed / duration; output throughput = sum of output tokens /
   duration; total token throughput = (input + output tokens) / duration, where duration is the
-  wall time of the whole run.
+  wall time of the whole run, from just before the first request to the end of the last.
+
+What one request's TTFB, TTFT, ITL and latency are is defined in :mod:`mmops.probe.client`.
+Two differ from vLLM's client on purpose: TTFT stops at the first chunk carrying output, where
+vLLM's stops at the first chunk with ``choices`` (the role-only chunk on a vLLM server: that is
+mmops' TTFB), and ITL has gaps between output-bearing chunks only.
 
 Pure Python: numpy is not a dependency of mmops.
 """
@@ -97,6 +102,7 @@ class LoadStats:
     itl: Distribution | None
     e2el: Distribution | None
     errors_by_kind: dict[str, int] = field(default_factory=dict)
+    ttfb: Distribution | None = None
 
     @property
     def request_throughput(self) -> float:
@@ -122,6 +128,7 @@ class LoadStats:
             "request_throughput": self.request_throughput,
             "output_throughput": self.output_throughput,
             "total_token_throughput": self.total_token_throughput,
+            "ttfb_s": self.ttfb.to_dict() if self.ttfb else None,
             "ttft_s": self.ttft.to_dict() if self.ttft else None,
             "tpot_s": self.tpot.to_dict() if self.tpot else None,
             "itl_s": self.itl.to_dict() if self.itl else None,
@@ -143,6 +150,7 @@ def summarize(
     """
     done = [r for r in results if r.ok]
     ttfts = [r.ttft_s for r in done if r.ttft_s is not None]
+    ttfbs = [r.ttfb_s for r in done if r.ttfb_s is not None]
     tpots = [t for r in done if (t := r.tpot_s) is not None]
     itls = [gap for r in done for gap in r.itl_s]
     e2els = [r.latency_s for r in done if r.latency_s is not None]
@@ -160,4 +168,5 @@ def summarize(
         itl=Distribution.of(itls),
         e2el=Distribution.of(e2els),
         errors_by_kind=dict(sorted(errors.items())),
+        ttfb=Distribution.of(ttfbs),
     )
