@@ -148,6 +148,16 @@ from mmops.errors import MmopsError
             None,
             "ERROR",
         ),
+        # vllm-ascend#6934 (dev2/211): a dated vLLM format, nested process prefixes
+        (
+            "(EngineCore_DP0 pid=84074) (Worker_DP0_TP0_EP0 pid=84098) ERROR 2026-03-02 "
+            "22:27:34.901 [multiproc_executor.py:863] The above exception was the direct cause",
+            "The above exception was the direct cause",
+            "EngineCore_DP0",
+            84074,
+            0,
+            "ERROR",
+        ),
     ],
 )
 def test_prefix_styles(raw, text, source, pid, rank, level):

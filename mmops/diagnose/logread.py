@@ -274,9 +274,10 @@ _PROC_INNER = re.compile(r"^(?P<src>.*?)\s+pid=(?P<pid>\d+)(?:,.*)?$")
 _RANK = re.compile(r"^\[rank(?P<rank>\d+)\]:\s?")
 # c10 / glog header: "[W220 02:16:08.680800943 NPUStream.cpp:487] ", "[E ProcessGroupNCCL.cpp:563] "
 _C10 = re.compile(r"^\[(?P<lvl>[EWIF])(?:\d{3,4})?(?: [\d:.]+)? [\w./-]+:\d+\]\s?")
-# vLLM logger: "ERROR 03-05 07:15:39 [file.py:123] " (old: "INFO 03-05 07:15:39 file.py:123] ")
+# vLLM logger: "ERROR 03-05 07:15:39 [file.py:123] " (old: "INFO 03-05 07:15:39 file.py:123] ";
+# with a dated format, as vllm-ascend deployments log (dev2/211): "ERROR 2026-03-02 22:27:34.901 [f.py:1] ")
 _VLLM = re.compile(
-    r"^(?P<lvl>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL) (?P<ts>\d{2}-\d{2} \d{2}:\d{2}:\d{2})"
+    r"^(?P<lvl>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL) (?P<ts>(?:\d{4}-)?\d{2}-\d{2} \d{2}:\d{2}:\d{2})"
     r"(?:\.\d+)? \[?[\w./<>-]+:\d+\]\s?"
 )
 # uvicorn / logging.basicConfig: "INFO:     ", "ERROR:root:"
@@ -332,7 +333,7 @@ def strip_ansi(line: str) -> str:
 _FAST = re.compile(
     r"(?:\((?P<proc>[A-Za-z][^()]{0,160})\)\s?)?(?:\[rank(?P<rank>\d+)\]:\s?)?"
     r"(?:(?P<lvl>DEBUG|INFO|WARNING|WARN|ERROR|CRITICAL)"
-    r"(?: (?P<ts>\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:\.\d+)? \[?[\w./<>-]+:\d+\]\s?|:\s+))?"
+    r"(?: (?P<ts>(?:\d{4}-)?\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:\.\d+)? \[?[\w./<>-]+:\d+\]\s?|:\s+))?"
 )
 
 
