@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "logs": "mmops.commands.logs",
     "probe": "mmops.commands.probe",
     "diagnose": "mmops.commands.diagnose",
+    "bundle": "mmops.commands.bundle",
     "tui": "mmops.commands.tui",
 }
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from mmops.launch.flags import SECRET_FLAGS, canonical
 
 MASK = "***"
-# Env names that carry credentials: HF_TOKEN, HUGGING_FACE_HUB_TOKEN, OPENAI_API_KEY, ...
-_SECRET_ENV = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_KEY|CREDENTIAL", re.I)
+# Env names that carry credentials: HF_TOKEN, HUGGING_FACE_HUB_TOKEN, OPENAI_API_KEY, DB_PASSWORD,
+# ..._AUTH. Not TOKENIZERS_PARALLELISM or MAX_TOKENS: their values ("false", "512") would
+# otherwise be masked wherever they appear in a log.
+_SECRET_ENV = re.compile(r"KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH|TOKEN(?!IZER|S(?:$|_))", re.I)
 # Flags whose value is a secret even though mmops does not plan with them.
 _EXTRA_SECRET_FLAGS = frozenset({"hf-token", "token"})
 # Shapes of secrets in free text, for values mmops was never told about.
@@ -26,9 +29,17 @@ _TEXT_PATTERNS = (
         r"['\"]?\s*[:=]\s*\[?\s*['\"]?)(?P<val>[^'\"\s,\]}]{4,})",
         re.I,
     ),
-    re.compile(r"(?P<key>--(?:api-key|api_key|hf-token|hf_token)[ =])(?P<val>\S+)"),
+    # (the value stops at a quote or backtick that closes around the flag, not in the value)
+    re.compile(r"(?P<key>--(?:api-key|api_key|hf-token|hf_token)[ =])(?P<val>[^\s'\"`]+)"),
     re.compile(r"(?P<key>Bearer\s+)(?P<val>[A-Za-z0-9._~+/=-]{4,})"),
     re.compile(r"(?P<key>)(?P<val>\bhf_[A-Za-z0-9]{20,})"),
+    # OpenAI-style keys: sk-..., sk-proj-...
+    re.compile(r"(?P<key>)(?P<val>(?<![A-Za-z0-9_-])sk-[A-Za-z0-9][A-Za-z0-9_-]{15,})"),
+    # Credentials in a URL: scheme://user:password@host, or a long token as the user part.
+    re.compile(
+        r"(?P<key>\b[A-Za-z][A-Za-z0-9+.-]*://)"
+        r"(?P<val>[^\s/?#@:'\"]+:[^\s/?#@'\"]+|[^\s/?#@:'\"]{16,})(?=@)"
+    ),
 )
 
 # Where the patterns above could match: a key word (any case we have seen) followed by its
@@ -36,6 +47,12 @@ _TEXT_PATTERNS = (
 _KEY_HINTS = (b"key", b"KEY", b"Key", b"oken", b"OKEN", b"assword", b"ASSWORD", b"ecret", b"ECRET")
 _VALUE_NEXT = re.compile(rb"['\"]?\s*[:=]")
 _VALUE_HINTS = (b"Bearer", b"hf_", b"--api", b"--hf")
+# Hints that need a look at what follows before the line is worth a full pass: "sk-" is in
+# "task-" and "disk-", and "://" in every URL; only a key or a user part makes them secret.
+_CHECKED_HINTS = (
+    (b"sk-", re.compile(rb"sk-[A-Za-z0-9][A-Za-z0-9_-]{15,}")),
+    (b"://", re.compile(rb"://[^\s/?#@]+@")),
+)
 
 
 def is_secret_env(name: str) -> bool:
@@ -127,6 +144,12 @@ class Redactor:
             while i >= 0:
                 spans.add(_line_span(data, i))
                 i = data.find(hint, i + len(hint))
+        for hint, shape in _CHECKED_HINTS:
+            i = data.find(hint)
+            while i >= 0:
+                if shape.match(data, i):
+                    spans.add(_line_span(data, i))
+                i = data.find(hint, i + len(hint))
         if not spans:
             return data
         out: list[bytes] = []
@@ -138,6 +161,28 @@ class Redactor:
             pos = end
         out.append(data[pos:])
         return b"".join(out)
+
+
+def mask_json(value: Any, redactor: Redactor) -> Any:
+    """A copy of a JSON value (plan, events, a doctor report) with secrets masked: the string
+    under a secret name (``HF_TOKEN``, ``api_key``), secret flags in lists of strings (argv),
+    and every string through ``redactor`` (known values, secret shapes)."""
+    if isinstance(value, Mapping):
+        return {
+            k: MASK if isinstance(v, str) and v and _secret_key(str(k)) else mask_json(v, redactor)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, str) for v in value):
+            return [redactor.line(v) for v in mask_argv(value)]
+        return [mask_json(v, redactor) for v in value]
+    if isinstance(value, str):
+        return redactor.line(value)
+    return value
+
+
+def _secret_key(name: str) -> bool:
+    return is_secret_env(name) or is_secret_flag("--" + name)
 
 
 def _line_span(data: bytes, at: int) -> tuple[int, int]:

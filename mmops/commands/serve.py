@@ -71,9 +71,28 @@ def run(args: argparse.Namespace) -> int:
         out.note("preflight failed; not starting:")
         print("\n".join(session.preflight.failures()), file=sys.stderr)
         out.note("run `mmops doctor` for every check, or pass --no-preflight to launch anyway")
+        failure_bundle(session, out)
         return 2
     out.note(f"preflight: {session.preflight.summary()}")
-    return asyncio.run(_serve(session, args.smoke, out))
+    code = asyncio.run(_serve(session, args.smoke, out))
+    failure_bundle(session, out)
+    return code
+
+
+def failure_bundle(session: Session, out: Renderer) -> None:
+    """A run that ended FAILED leaves bundle.tar.gz (`mmops bundle`) in its folder for the
+    escalation. Best effort: whatever goes wrong here is one line, and serve's exit code and
+    its own report of the failure stay as they are."""
+    if session.supervisor.state != State.FAILED:
+        return
+    try:
+        from mmops.bundle import human_size, write_bundle
+
+        written = write_bundle(session.run_dir.path / "bundle.tar.gz", session.run_dir.path)
+    except (Exception, KeyboardInterrupt) as exc:
+        out.note(f"no failure bundle: {type(exc).__name__}: {exc}")
+        return
+    out.note(f"failure bundle: {written.path} ({human_size(written.size)}), for an escalation")
 
 
 async def _serve(session: Session, smoke: bool, out: Renderer) -> int:
