@@ -137,6 +137,10 @@ def test_config_error_fails_and_shows_the_diagnose_report(tmp_path):
             server = text(app, ServerPanel)
             assert "FAILED" in server and "diagnose:" in server and "fix:" in server
             assert "✗ FAILED" in text(app, StatusHeader)
+            # As serve does, the FAILED run leaves its escalation bundle in the run folder.
+            await until(pilot, lambda: app.bundle_note is not None, 20)
+            bundle = session.run_dir.path / "bundle.tar.gz"
+            assert app.bundle_note.startswith("failure bundle: ") and bundle.is_file()
             await pilot.press("p")  # probes need READY: refused with a word, nothing breaks
             await pilot.pause(0.1)
             assert app.is_running

@@ -81,18 +81,12 @@ def run(args: argparse.Namespace) -> int:
 
 def failure_bundle(session: Session, out: Renderer) -> None:
     """A run that ended FAILED leaves bundle.tar.gz (`mmops bundle`) in its folder for the
-    escalation. Best effort: whatever goes wrong here is one line, and serve's exit code and
-    its own report of the failure stay as they are."""
+    escalation; serve's exit code and its own report of the failure stay as they are."""
     if session.supervisor.state != State.FAILED:
         return
-    try:
-        from mmops.bundle import human_size, write_bundle
+    from mmops.bundle import failure_bundle as write_failure_bundle
 
-        written = write_bundle(session.run_dir.path / "bundle.tar.gz", session.run_dir.path)
-    except (Exception, KeyboardInterrupt) as exc:
-        out.note(f"no failure bundle: {type(exc).__name__}: {exc}")
-        return
-    out.note(f"failure bundle: {written.path} ({human_size(written.size)}), for an escalation")
+    out.note(write_failure_bundle(session.run_dir.path))
 
 
 async def _serve(session: Session, smoke: bool, out: Renderer) -> int:

@@ -140,6 +140,7 @@ class MmopsApp(App[int]):
         self.source = target.source
         self.attempt_shown = 0  # 0: follow the newest attempt
         self.incident: Incident | None = None
+        self.bundle_note: str | None = None  # where a FAILED run's bundle went (or why not)
         self.incident_error: str | None = None
         self.pending_fix: LaunchFix | None = None
         self._probing = False
@@ -431,6 +432,14 @@ class MmopsApp(App[int]):
             except MmopsError as exc:
                 self.incident, self.incident_error = None, str(exc)
         self.call_from_thread(self._refresh_status)
+        session = self.target.session
+        if self.target.mode == "launch" and session is not None:
+            # As `serve` does: a FAILED run leaves its escalation bundle in the run folder.
+            from mmops.bundle import failure_bundle
+
+            line = failure_bundle(session.run_dir.path)
+            self.bundle_note = line
+            self.call_from_thread(self.notify, line, timeout=10)
 
     # ---------------------------------------------------------------- actions
 
