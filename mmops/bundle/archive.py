@@ -25,6 +25,11 @@ def output_path(option: str | None, bundle_name: str, cwd: Path | None = None) -
     path = here / Path(option).expanduser()
     if path.is_dir():
         return path / default
+    if option.endswith(os.sep):  # "DIR/" means a folder, even one that is missing
+        raise UsageError(f"-o {option}: directory {path} does not exist")
+    if path.exists() and not path.is_file():
+        # A FIFO or a device (/dev/full as root) would be replaced by the rename: refuse.
+        raise UsageError(f"-o {option}: not a regular file or a directory")
     parent = path.parent
     if not parent.exists():
         raise UsageError(f"-o {option}: directory {parent} does not exist")

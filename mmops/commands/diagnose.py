@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from mmops.errors import UsageError
 
     files = args.files or ["-"]
+    if "-" in files and sys.stdin is None:  # fd 0 closed (`<&-`): there is no stdin object
+        raise UsageError("'-': standard input is closed; name a FILE or a run folder")
     if "-" in files and sys.stdin.isatty():
         raise UsageError("no log given: name a FILE, a run folder, or pipe a log into '-'")
     incident = diagnose(files, attempt=args.attempt)

@@ -87,8 +87,9 @@ def list_runs(root: Path, out: TextIO) -> int:
 
 
 def print_events(run_dir: Path, out: TextIO) -> None:
-    for ev in RunReplay(run_dir).transitions:
-        out.write(f"{iso_time(ev.time)} {ev.state.value:<9} attempt {ev.attempt}: {ev.reason}\n")
+    replay = RunReplay(run_dir)
+    for ev in replay.transitions:
+        out.write(f"{_when(ev.time)} {ev.state.value:<9} attempt {ev.attempt}: {ev.reason}\n")
         cause = ev.cause
         if cause:
             out.write(f"    cause: {cause.id} at line {cause.line_no}: {cause.line}\n")
@@ -96,6 +97,30 @@ def print_events(run_dir: Path, out: TextIO) -> None:
             out.write(f"    change: {ev.change.change}\n")
         if ev.fix:
             out.write(f"    fix: {ev.fix}\n")
+    _note_unshown(run_dir, len(replay.history))
+
+
+def _when(t: float) -> str:
+    """The event's time; a hand-edited or corrupt one (1e300, NaN) crashed iso_time."""
+    try:
+        return iso_time(t)
+    except (OverflowError, ValueError, OSError):
+        return f"(bad time {t!r})"
+
+
+def _note_unshown(run_dir: Path, events: int) -> None:
+    """Junk or a half-written last line in events.jsonl were skipped without a word: say so."""
+    try:
+        lines = (run_dir / "events.jsonl").read_bytes().split(b"\n")
+    except OSError:
+        return
+    torn = lines.pop() != b""  # no newline at the end: mmops was killed mid-write
+    junk = sum(1 for line in lines if line.strip()) - events
+    said = [f"{junk} line(s) that are no mmops event"] if junk > 0 else []
+    said += ["a half-written last line"] if torn else []
+    if said:
+        print(f"mmops logs: {run_dir / 'events.jsonl'}: {' and '.join(said)} not shown",
+              file=sys.stderr)  # fmt: skip
 
 
 def classified(path: Path) -> Iterator[tuple[int, str, LineMatch]]:

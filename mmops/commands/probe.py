@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -276,16 +277,27 @@ def _validate(args: argparse.Namespace) -> str:
     url = server_url(args)
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--url {url}: must start with http:// or https://")
+    try:  # a bad port or host was only a per-request InvalidUrlClientError, exit 3
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        if not parts.hostname or parts.port == 0:  # .port raises past 65535
+            raise ValueError("needs a host and a port from 1 to 65535")
+    except ValueError as exc:
+        raise UsageError(f"--url {url}: not a valid server URL ({exc})") from None
     for name in SAMPLING_ARGS:
         value = getattr(args, name)
         if value is not None:
             try:
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError("must be a finite number")  # inf went out as JSON Infinity
                 sampling_value(name, value)
             except ValueError as exc:
                 raise UsageError(f"--{name.replace('_', '-')} {value}: {exc}") from None
     rules: list[tuple[str, float | None, Callable[[float], bool], str]] = [
-        ("--timeout", args.timeout, lambda v: v > 0, "> 0 seconds"),
-        ("--max-media-mb", args.max_media_mb, lambda v: v > 0, "> 0"),
+        # inf crashed the client; a limit past 1 GiB made a read of a huge file exhaust memory
+        ("--timeout", args.timeout, lambda v: 0 < v < math.inf, "> 0 seconds, finite"),
+        ("--max-media-mb", args.max_media_mb, lambda v: 0 < v <= 1024, "> 0 and <= 1024"),
         ("--concurrency", args.concurrency, lambda v: v >= 1, ">= 1"),
         ("--requests", args.requests, lambda v: v >= 1, ">= 1"),
     ]

@@ -336,7 +336,8 @@ def _weights(ctx: Context) -> CheckResult:
         return result(
             cid,
             "fail",
-            f"{len(w.errors)} shard(s) unreadable",
+            # The first one named in the summary: serve's refusal shows summaries, not details.
+            f"{len(w.errors)} shard(s) unreadable: {w.errors[0]}",
             "\n".join(w.errors[:8]),
             "Re-download the named shards (compare sizes with the repository).",
         )

@@ -77,6 +77,21 @@ ALIASES = {
 }
 
 DTYPES = ("auto", "float16", "bfloat16", "half", "float", "float32")
+# Valid values (lowest, highest; None: no bound), as vLLM's own checks have them: a zero or
+# negative count passed type checks and then failed minutes into the launch, or crashed us.
+RANGES: dict[str, tuple[int | None, int | None]] = {
+    "max-model-len": (1, None),
+    "max-num-seqs": (1, None),
+    "max-num-batched-tokens": (1, None),
+    "tensor-parallel-size": (1, None),
+    "pipeline-parallel-size": (1, None),
+    "data-parallel-size": (1, None),
+    "block-size": (1, None),
+    "port": (1, 65535),
+    "seed": (0, 2**32 - 1),  # numpy's seed range, which vLLM's set_random_seed uses
+    "max-logprobs": (-1, None),  # -1: no cap
+    "swap-space": (0, None),
+}
 
 
 def canonical(name: str) -> str:
@@ -103,11 +118,11 @@ def coerce(name: str, value: Any, source: str) -> Any:
             out = int(value)
             if isinstance(value, float) and value != out:
                 raise ValueError
-            return out
+            return _check_range(name, out, source)
         if name in FLOAT_FLAGS:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            return _check_range(name, float(value), source)
         if name in BOOL_FLAGS:
             if isinstance(value, bool):
                 return value
@@ -117,7 +132,7 @@ def coerce(name: str, value: Any, source: str) -> Any:
             if text in ("false", "0", "no"):
                 return False
             raise ValueError
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a YAML .inf
         kind = (
             "an integer"
             if name in INT_FLAGS
@@ -128,6 +143,23 @@ def coerce(name: str, value: Any, source: str) -> Any:
         raise UsageError(f"{source}: --{name} expects {kind}, got {value!r}") from None
     if name == "dtype" and str(value) not in DTYPES:
         raise UsageError(f"{source}: --dtype must be one of {', '.join(DTYPES)}; got {value!r}")
+    return value
+
+
+def _check_range(name: str, value: Any, source: str) -> Any:
+    """Out-of-range numbers are bad input, said at once (vLLM rejects them only after start)."""
+    if name == "gpu-memory-utilization" and not 0 < value <= 1:  # NaN fails this too
+        raise UsageError(
+            f"{source}: --{name} must be above 0 and at most 1 (a fraction of each device's "
+            f"memory); got {value}"
+        )
+    low, high = RANGES.get(name, (None, None))
+    if (low is not None and value < low) or (high is not None and value > high):
+        valid = f"from {low} to {high}" if high is not None else f"at least {low}"
+        hint = ""
+        if name == "max-model-len" and value == -1:
+            hint = " (vLLM's -1/auto is not planned by mmops: give a length; doctor says what fits)"
+        raise UsageError(f"{source}: --{name} must be {valid}; got {value}{hint}")
     return value
 
 

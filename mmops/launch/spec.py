@@ -156,6 +156,38 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_python(python: str) -> str:
+    """``--python`` as typed must name an interpreter here: a typo otherwise showed only as
+    restarts of a server that could never start (exit 127 five times)."""
+    import os
+    import shutil
+
+    flag = f"--python {python}"
+    path = shutil.which(python) or python  # a bare name (python3.11) is looked up on PATH
+    if os.path.isdir(path):
+        raise UsageError(f"{flag}: is a directory; give its interpreter (e.g. {path}/bin/python)")
+    if not os.path.exists(path):
+        raise UsageError(
+            f"{flag}: no such file; give the python of the venv or image that has vLLM "
+            "(e.g. /opt/vllm/bin/python)"
+        )
+    if not os.access(path, os.X_OK):
+        raise UsageError(f"{flag}: not executable; give the venv's bin/python")
+    names = (os.path.basename(path), os.path.basename(os.path.realpath(path)))
+    if not any(k in n.lower() for n in names for k in ("python", "pypy")):
+        try:
+            with open(path, "rb") as fh:
+                script = fh.read(2) == b"#!"  # a wrapper script may exec any interpreter
+        except OSError:
+            script = False
+        if not script:
+            raise UsageError(
+                f"{flag}: not a Python interpreter (no 'python' in its name, not a script); "
+                "give the venv's bin/python"
+            )
+    return python
+
+
 def spec_from_args(args: argparse.Namespace) -> LaunchSpec:
     """Merge the profile (if any) with command-line flags; CLI wins."""
     profile = load_profile(args.profile) if getattr(args, "profile", None) else None
@@ -202,7 +234,7 @@ def spec_from_args(args: argparse.Namespace) -> LaunchSpec:
             raise UsageError(f"--devices must be at least 1; got {args.devices}")
         device = replace(device, count=args.devices)
     if getattr(args, "vllm_python", None):
-        python = expand(args.vllm_python)
+        python = check_python(expand(args.vllm_python))
 
     return LaunchSpec(
         model=expand(model) if model else None,

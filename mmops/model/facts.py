@@ -282,7 +282,11 @@ class ModelFacts:
         where = f"config.json: {prefix}{key}"
         # vLLM also honours tokenizer_config.json's model_max_length when smaller.
         tok_len = (self.tokenizer_config or {}).get("model_max_length")
-        if isinstance(tok_len, (int, float)) and not isinstance(tok_len, bool) and tok_len < value:
+        if (
+            isinstance(tok_len, (int, float))
+            and not isinstance(tok_len, bool)
+            and 0 < tok_len < value
+        ):
             value, key, where = (
                 float(tok_len),
                 "model_max_length",
@@ -413,7 +417,9 @@ def inspect_model(path: str | Path) -> ModelFacts:
         facts.config_error = f"{cfg_path}: not UTF-8 text"
         return facts
     except json.JSONDecodeError as exc:
-        cut = " (the file looks truncated)" if exc.pos >= len(raw.rstrip()) - 1 else ""
+        body = raw.strip()  # an object that never closes was cut, wherever the parser stopped
+        truncated = exc.pos >= len(body) - 1 or (body[:1] == b"{" and body[-1:] != b"}")
+        cut = " (the file looks truncated)" if truncated else ""
         facts.config_error = (
             f"{cfg_path}: invalid JSON at line {exc.lineno} col {exc.colno}: {exc.msg}{cut}"
         )
@@ -421,8 +427,56 @@ def inspect_model(path: str | Path) -> ModelFacts:
     if not isinstance(data, dict):
         facts.config_error = f"{cfg_path}: expected a JSON object, got {type(data).__name__}"
         return facts
+    # A string, NaN or non-positive size crashed the doctor's arithmetic (and would crash vLLM).
+    bad = _bad_number(data)
+    if bad is not None:
+        facts.config_error = f"{cfg_path}: {bad}"
+        return facts
     facts.config = data
     return facts
+
+
+# config.json numbers vLLM computes with: text model sizes, vision tower sizes, lengths.
+_TEXT_INTS = (
+    "num_attention_heads", "n_head", "num_heads", "num_key_value_heads", "multi_query_group_num",
+    "n_head_kv", "num_hidden_layers", "num_layers", "n_layer", "hidden_size", "n_embd", "d_model",
+    "intermediate_size", "ffn_hidden_size", "vocab_size", "padded_vocab_size", "head_dim",
+    "kv_channels",
+)  # fmt: skip
+_VISION_INTS = ("num_heads", "num_attention_heads", "hidden_size", "embed_dim", "patch_size")
+_INT_MAX = 2**31 - 1  # no real model has a size past int32; beyond it is a corrupt file
+
+
+def _bad_number(cfg: dict[str, Any]) -> str | None:
+    """The first config.json number vLLM could not compute with, said with what is valid."""
+    import math
+
+    def num(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    prefix = next((k for k in ("text_config", "llm_config", "language_config")
+                   if isinstance(cfg.get(k), dict)), None)  # fmt: skip
+    text = cfg[prefix] if prefix else cfg
+    vc = cfg.get("vision_config")
+    vision: dict[str, Any] = vc if isinstance(vc, dict) else {}
+    rope = text.get("rope_scaling") or text.get("rope_parameters")
+    rope = rope if isinstance(rope, dict) else {}
+    checks = [
+        *((f"{prefix + '.' if prefix else ''}{k}", text.get(k), "int") for k in _TEXT_INTS),
+        *((f"vision_config.{k}", vision.get(k), "int") for k in _VISION_INTS),
+        *((f"{prefix + '.' if prefix else ''}{k}", text.get(k), "len") for k in MAX_LEN_KEYS),
+        ("rope_scaling.factor", rope.get("factor"), "len"),
+        ("rope_scaling.original_max_position_embeddings",
+         rope.get("original_max_position_embeddings"), "len"),
+    ]  # fmt: skip
+    for where, v, kind in checks:
+        if v is None:
+            continue
+        if kind == "int" and not (num(v) and v == int(v) and 1 <= v <= _INT_MAX):
+            return f"{where} must be a positive integer (at most {_INT_MAX:,}); got {v!r}"
+        if kind == "len" and not (num(v) and v > 0):
+            return f"{where} must be a positive number; got {v!r}"
+    return None
 
 
 def run_dtype(facts: ModelFacts, requested: str) -> str:

@@ -90,6 +90,11 @@ def read_header(path: Path) -> ShardInfo:
             dtype = meta["dtype"]
             shape = meta["shape"]
             start, end = meta["data_offsets"]
+            # Strings, floats or negatives here crashed the comparisons and products below.
+            if not isinstance(dtype, str) or not all(
+                type(v) is int and v >= 0 for v in (*shape, start, end)
+            ):
+                raise ValueError
         except (KeyError, TypeError, ValueError):
             raise HeaderError(f"{path.name}: tensor {name!r} has a malformed entry") from None
         if end > data_size or start > end:
@@ -99,7 +104,7 @@ def read_header(path: Path) -> ShardInfo:
             )
         count = 1
         for dim in shape:
-            count *= int(dim)
+            count *= dim
         info.tensors += 1
         info.params_by_dtype[dtype] = info.params_by_dtype.get(dtype, 0) + count
         info.bytes_by_dtype[dtype] = info.bytes_by_dtype.get(dtype, 0) + (end - start)

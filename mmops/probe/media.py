@@ -99,10 +99,14 @@ def load_media(ref: str | Path, kind: Kind, *, max_bytes: int = DEFAULT_MAX_BYTE
     cached = _CACHE.get(key)
     if cached is None:
         try:
-            data = path.read_bytes()
+            with path.open("rb") as fh:
+                head = fh.read(16)
+                mime = sniff_mime(head)  # first: what is no image or video is refused unread
+                data = head + fh.read() if mime else b""
         except OSError as exc:
             raise MediaError(f"{ref_s}: {exc.strerror or exc}") from None
-        mime = sniff_mime(data[:16])
+        except MemoryError:  # a file within --max-media-mb, yet more than this machine holds
+            raise MediaError(f"{ref_s}: {size / 2**20:.3g} MB does not fit in memory") from None
         url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}" if mime else None
         cached = (mime, url)
         _CACHE.put(key, cached)

@@ -22,6 +22,10 @@ from mmops.serve.events import AnyEvent, StateChanged, Status, fold, from_dict
 from mmops.serve.logstore import LogChunk, read_range
 from mmops.serve.states import TERMINAL
 
+# Lines that are no event, or a first line left half-written this long, mean no mmops writes
+# this run folder (it writes each record at once): following it ends instead of waiting forever.
+TORN_STALE_S = 30.0
+
 
 class LogLine(NamedTuple):
     attempt: int
@@ -66,7 +70,7 @@ class RunReplay:
             self._count += 1
             try:
                 rec = json.loads(raw)
-            except json.JSONDecodeError:
+            except ValueError:  # JSONDecodeError, and UnicodeDecodeError for NUL-led junk
                 continue
             ev = from_dict(rec, default_seq=self._count) if isinstance(rec, dict) else None
             if ev is not None:
@@ -100,7 +104,17 @@ class RunReplay:
         self._pump()
         if self._status.state in TERMINAL and self._history:
             return True
-        return bool(self._history) and not self.owner_alive()
+        if not self._history:  # no owner to ask: --follow waited forever on a dead folder
+            return self._count > 0 or self._torn_for() > TORN_STALE_S
+        return not self.owner_alive()
+
+    def _torn_for(self) -> float:
+        """Seconds since events.jsonl, holding no complete record, was last written (0: none)."""
+        try:
+            st = (self.path / "events.jsonl").stat()
+        except OSError:
+            return 0.0
+        return time.time() - st.st_mtime if st.st_size else 0.0
 
     def owner_alive(self) -> bool:
         """Is the mmops that writes this run still running?"""

@@ -124,6 +124,9 @@ def find_run(ref: str | None, root: Path) -> Path:
         direct = Path(ref).expanduser()
         if direct.is_dir() and ((direct / "events.jsonl").exists() or any(attempts(direct))):
             return direct
+        if os.sep in ref:  # a path, not a name: say what is wrong with it, not with the root
+            what = "not a run folder" if direct.exists() else "no such run folder"
+            raise UsageError(f"{ref}: {what} (a run folder has events.jsonl or attempt-N.log)")
     runs = list_runs(root)
     if not runs:
         raise UsageError(
