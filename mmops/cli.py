@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "serve": "mmops.commands.serve",
     "logs": "mmops.commands.logs",
     "probe": "mmops.commands.probe",
+    "offline": "mmops.commands.offline",
     "diagnose": "mmops.commands.diagnose",
     "bundle": "mmops.commands.bundle",
     "tui": "mmops.commands.tui",

@@ -93,3 +93,18 @@ def test_frame_matches_lists_every_candidate_in_table_order():
     assert order.index(ids[0]) < order.index(ids[1])
     assert all(m.tier == "frame" for m in frame_matches(line))
     assert frame_matches("INFO 11-05 nothing to see") == []
+
+
+def test_a_variable_named_in_a_warning_is_no_evidence():
+    # vLLM 0.32 warns about variables it no longer reads (seen here: mmops offline on the CPU
+    # build); the name alone is neither an iteration timeout nor a fetch failure.
+    lines = [
+        "(APIServer pid=1) WARNING 12-04 09:20:01 [envs.py:1] Unknown vLLM environment variable "
+        "detected: VLLM_ENGINE_ITERATION_TIMEOUT_S",
+        "(APIServer pid=1) WARNING 12-04 09:20:01 [envs.py:1] Unknown vLLM environment variable "
+        "detected: VLLM_IMAGE_FETCH_TIMEOUT",
+        "(APIServer pid=1) INFO 12-04 09:20:09 [api_server.py:1] Starting vLLM API server 0 on "
+        "http://127.0.0.1:8000",
+    ]
+    inc = diagnose_lines(lines)
+    assert inc.verdict == "started" and inc.findings == []

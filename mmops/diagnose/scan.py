@@ -488,7 +488,11 @@ def _line(
     seq = builder.next_seq()
     key = (source.label, parsed.pid, parsed.source)
     if lm is not None and lm.tier == "frame":
-        builder.hold_frame(key, frame_matches(text), ev, seq)
+        # Evidence only as a traceback line (a frame, an indented code line, or inside an open
+        # traceback: a log may start mid-traceback). "Unknown vLLM environment variable
+        # detected: VLLM_ENGINE_ITERATION_TIMEOUT_S" is a warning, not a frame.
+        if key in builder.open_tb or parsed.indent or text.startswith('File "'):
+            builder.hold_frame(key, frame_matches(text), ev, seq)
     elif lm is not None:
         builder.add_match(lm, ev, seq)
         if lm.signature.marker == "started" and builder.start_ts is None:
