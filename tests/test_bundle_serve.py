@@ -118,3 +118,21 @@ def test_a_bundle_that_cannot_be_written_changes_nothing_in_serve(tmp_path, monk
     assert "mmops: no failure bundle: OSError: [Errno 28] No space left on device" in err
     assert "FAILED" in err and "config.max_len_above_derived" in err and "fix: " in err
     assert not (only_run(state) / "bundle.tar.gz").exists()
+
+
+def test_no_planted_secret_in_the_run_folder_output_or_diagnosis(failed_serve):
+    """Secrets planted in argv, profile and environment reach none of what serve leaves:
+    its own output, every file of the run folder, and `mmops diagnose` of the run."""
+    res, _, run = failed_serve
+    diag = subprocess.run(
+        [sys.executable, "-m", "mmops", "diagnose", str(run), "--all"],
+        capture_output=True, text=True, env=cli_env(), cwd=REPO, timeout=60,
+    )  # fmt: skip
+    places = {"serve stdout": res.stdout, "serve stderr": res.stderr, "diagnose": diag.stdout}
+    files = [p for p in run.rglob("*") if p.is_file() and p.suffix != ".gz"]
+    assert {"plan.json", "events.jsonl", "attempt-1.log"} <= {p.name for p in files}
+    places.update({p.name: p.read_text(errors="replace") for p in files})
+    leaks = [(s, where) for where, text in places.items() for s in SECRETS if s in text]
+    assert not leaks
+    # the key is in the plan, masked (the child alone gets the real value)
+    assert MASK in (run / "plan.json").read_text()
