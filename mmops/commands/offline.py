@@ -19,21 +19,11 @@ import contextlib
 import json
 import sys
 
+from mmops.commands import switch
 from mmops.errors import UsageError
 from mmops.launch.spec import add_launch_arguments
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 OWN_FLAGS: list[str] = []  # this command's --flags, for the typo check on vLLM flags
-
-
-def _switch(value: str) -> bool:
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"expected 1/0, true/false or yes/no, got {value!r}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     samp.add_argument("--top-p", type=float, metavar="P", help="default 1.0")
     samp.add_argument("--temperature", type=float, metavar="T", help="default 1.0; 0 is greedy")
     samp.add_argument(
-        "--ignore-eos", nargs="?", const=True, default=None, type=_switch, metavar="1|0",
+        "--ignore-eos", nargs="?", const=True, default=None, type=switch, metavar="1|0",
         help="keep generating past EOS (default off)",
     )  # fmt: skip
     samp.add_argument("--repetition-penalty", type=float, metavar="R", help="default 1.0")

@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TextIO, TypeVar
 
+from mmops.commands import switch
 from mmops.errors import UsageError
 from mmops.term import supports_ansi
 
@@ -43,20 +44,7 @@ API_KEY_ENV = "MMOPS_API_KEY"
 # Sampling flags, by their Sampling field name; given ones override a suite's values.
 SAMPLING_ARGS = ("max_tokens", "temperature", "top_k", "top_p", "ignore_eos", "repetition_penalty")
 NO_SERVER = "no server given: pass --url, or --docker-ip with --served-port"
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 T = TypeVar("T")
-
-
-def _switch(value: str) -> bool:
-    """An optional value of --stream/--ignore-eos: online_serving.py passes ``--stream 1``
-    and ``--ignore-eos True``. (Its ``type=bool`` read ``False`` as true; here it is false.)"""
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"expected 1/0, true/false or yes/no, got {value!r}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -94,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     what.add_argument("--video", metavar="PATH|URL", help="a video (mp4, webm, ...)")
     what.add_argument("--text", help="the question (default: a short one fitting the media)")
     what.add_argument(
-        "--stream", nargs="?", const=True, default=False, type=_switch, metavar="1|0",
+        "--stream", nargs="?", const=True, default=False, type=switch, metavar="1|0",
         help="stream the answer (SSE): adds TTFB/TTFT/ITL; one request's text is printed "
         "as it arrives",
     )  # fmt: skip
@@ -111,7 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     samp.add_argument("--top-k", type=int, help="default -1 (off)")
     samp.add_argument("--top-p", type=float, help="default 1.0")
     samp.add_argument(
-        "--ignore-eos", nargs="?", const=True, default=None, type=_switch, metavar="1|0",
+        "--ignore-eos", nargs="?", const=True, default=None, type=switch, metavar="1|0",
         help="keep generating past EOS (default off)",
     )  # fmt: skip
     samp.add_argument("--repetition-penalty", type=float, help="default 1.0")
