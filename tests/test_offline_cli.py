@@ -131,6 +131,18 @@ def test_num_prompts_zero(tmp_path):
     assert line == "mmops offline: error: --num-prompts must be at least 1; got 0"
 
 
+@pytest.mark.parametrize(
+    "flag,value,valid",
+    [("--top-p", "5", "must be in (0, 1]"), ("--max-tokens", "0", "must be an integer >= 1"),
+     ("--temperature", "inf", "must be a finite number")],
+)  # fmt: skip
+def test_a_bad_sampling_value_is_refused_before_vllm_starts(tmp_path, flag, value, valid):
+    # The same check as probe's (mmops/commands/sampling.py): not minutes later, inside vLLM.
+    args = ("--model-type", "qwen2_5_vl", "--model", str(tmp_path), flag, value)
+    line = one_line_error(mmops(*args))
+    assert line.startswith(f"mmops offline: error: {flag} ") and line.endswith(valid)
+
+
 def test_a_misspelt_offline_flag_is_not_passed_to_vllm(tmp_path):
     line = one_line_error(mmops("--model", str(tmp_path), "--num-prompt", "2"))
     assert line == "mmops offline: error: unknown flag --num-prompt; did you mean --num-prompts?"

@@ -19,7 +19,7 @@ import contextlib
 import json
 import sys
 
-from mmops.commands import switch
+from mmops.commands.sampling import add_sampling_arguments, given_sampling
 from mmops.errors import UsageError
 from mmops.launch.spec import add_launch_arguments
 
@@ -65,20 +65,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--use-different-prompt-per-request", action="store_true",
         help="cycle the example's questions over the prompts instead of repeating the first",
     )  # fmt: skip
-    samp = p.add_argument_group("sampling (SamplingParams; defaults as in the reference)")
-    samp.add_argument("--max-tokens", type=int, metavar="N", help="default 16")
-    samp.add_argument("--top-k", type=int, metavar="K", help="default -1 (all tokens)")
-    samp.add_argument("--top-p", type=float, metavar="P", help="default 1.0")
-    samp.add_argument("--temperature", type=float, metavar="T", help="default 1.0; 0 is greedy")
-    samp.add_argument(
-        "--ignore-eos", nargs="?", const=True, default=None, type=switch, metavar="1|0",
-        help="keep generating past EOS (default off)",
-    )  # fmt: skip
-    samp.add_argument("--repetition-penalty", type=float, metavar="R", help="default 1.0")
-    samp.add_argument(
-        "--stop-token-ids", type=int, nargs="+", metavar="ID",
-        help="default: the model type's stop tokens looked up in the model's tokenizer",
-    )  # fmt: skip
+    add_sampling_arguments(
+        p,
+        title="sampling (SamplingParams; defaults as in the reference)",
+        temperature_help="default 1.0; 0 is greedy",
+        stop_help="default: the model type's stop tokens looked up in the model's tokenizer",
+    )
     p.add_argument("--no-preflight", action="store_true", help="do not run the doctor first")
     p.add_argument(
         "--state-dir", metavar="DIR",
@@ -112,15 +104,7 @@ def run(args: argparse.Namespace) -> int:
         num_prompts=args.num_prompts,
         num_frames=args.num_frames,
         different_prompts=args.use_different_prompt_per_request,
-        sampling={
-            "max_tokens": args.max_tokens,
-            "top_k": args.top_k,
-            "top_p": args.top_p,
-            "temperature": args.temperature,
-            "ignore_eos": args.ignore_eos,
-            "repetition_penalty": args.repetition_penalty,
-            "stop_token_ids": args.stop_token_ids,
-        },
+        sampling={**given_sampling(args), "stop_token_ids": args.stop_token_ids},
         no_preflight=args.no_preflight,
         state_dir=args.state_dir,
         stop_timeout_s=max(0.0, args.stop_timeout),

@@ -36,13 +36,13 @@ from dataclasses import replace
 from typing import TextIO, TypeVar
 
 from mmops.commands import switch
+from mmops.commands.sampling import add_sampling_arguments, given_sampling
 from mmops.errors import UsageError
 from mmops.term import supports_ansi
 
 EXIT_FAILED = 3
 API_KEY_ENV = "MMOPS_API_KEY"
 # Sampling flags, by their Sampling field name; given ones override a suite's values.
-SAMPLING_ARGS = ("max_tokens", "temperature", "top_k", "top_p", "ignore_eos", "repetition_penalty")
 NO_SERVER = "no server given: pass --url, or --docker-ip with --served-port"
 T = TypeVar("T")
 
@@ -90,23 +90,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--print-response", action="store_true",
         help="print the server's JSON answer of each non-streamed request, as online_serving.py",
     )  # fmt: skip
-    samp = p.add_argument_group(
-        "sampling: defaults of the reference online_serving.py; "
-        "given flags also override a suite's values"
+    add_sampling_arguments(
+        p,
+        title="sampling: defaults of the reference online_serving.py; "
+        "given flags also override a suite's values",
+        temperature_help="default 0 (greedy)",
+        stop_help="stop token ids (default: from --model-path when the model needs them)",
     )
-    samp.add_argument("--max-tokens", type=int, help="default 16")
-    samp.add_argument("--temperature", type=float, help="default 0 (greedy)")
-    samp.add_argument("--top-k", type=int, help="default -1 (off)")
-    samp.add_argument("--top-p", type=float, help="default 1.0")
-    samp.add_argument(
-        "--ignore-eos", nargs="?", const=True, default=None, type=switch, metavar="1|0",
-        help="keep generating past EOS (default off)",
-    )  # fmt: skip
-    samp.add_argument("--repetition-penalty", type=float, help="default 1.0")
-    samp.add_argument(
-        "--stop-token-ids", type=int, nargs="+", metavar="ID",
-        help="stop token ids (default: from --model-path when the model needs them)",
-    )  # fmt: skip
     load = p.add_argument_group("load")
     load.add_argument("--concurrency", type=int, metavar="N", help="requests in flight at once")
     load.add_argument("--requests", type=int, metavar="M", help="requests in all (default: N)")
@@ -143,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--model-path {args.model_path}: no config.json there") from None
         except ValueError as exc:
             raise UsageError(f"--model-path {args.model_path}: config.json: {exc}") from None
-    overrides = {k: v for k in SAMPLING_ARGS if (v := getattr(args, k)) is not None}
+    overrides = given_sampling(args)
     if adhoc:
         suite = adhoc_suite(
             text=args.text, images=args.image, video=args.video, sampling=Sampling(**overrides),
@@ -260,8 +250,6 @@ def server_url(args: argparse.Namespace) -> str:
 
 def _validate(args: argparse.Namespace) -> str:
     """Check the flags; return the server URL."""
-    from mmops.probe.request import sampling_value
-
     url = server_url(args)
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--url {url}: must start with http:// or https://")
@@ -273,15 +261,7 @@ def _validate(args: argparse.Namespace) -> str:
             raise ValueError("needs a host and a port from 1 to 65535")
     except ValueError as exc:
         raise UsageError(f"--url {url}: not a valid server URL ({exc})") from None
-    for name in SAMPLING_ARGS:
-        value = getattr(args, name)
-        if value is not None:
-            try:
-                if isinstance(value, float) and not math.isfinite(value):
-                    raise ValueError("must be a finite number")  # inf went out as JSON Infinity
-                sampling_value(name, value)
-            except ValueError as exc:
-                raise UsageError(f"--{name.replace('_', '-')} {value}: {exc}") from None
+    given_sampling(args)
     rules: list[tuple[str, float | None, Callable[[float], bool], str]] = [
         # inf crashed the client; a limit past 1 GiB made a read of a huge file exhaust memory
         ("--timeout", args.timeout, lambda v: 0 < v < math.inf, "> 0 seconds, finite"),

@@ -13,6 +13,7 @@ rather than run through ``json.dumps``, which would scan every base64 character 
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -83,6 +84,8 @@ def sampling_value(name: str, value: Any) -> Any:
         return value
     if not (_is_int(value) or (kind is float and isinstance(value, float))):
         raise ValueError(f"must be {_KIND_NAMES[kind]}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")  # inf would go out as JSON Infinity
     if ok is not None and not ok(value):
         raise ValueError(f"must be {rule}")
     return float(value) if kind is float else value
