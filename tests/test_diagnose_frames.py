@@ -108,3 +108,20 @@ def test_a_variable_named_in_a_warning_is_no_evidence():
     ]
     inc = diagnose_lines(lines)
     assert inc.verdict == "started" and inc.findings == []
+
+
+def test_a_frame_pattern_never_classifies_a_line_on_its_own(tmp_path):
+    # `logs --errors` and the TUI classify line by line: neither a frame nor a warning naming
+    # the variable is an iteration timeout there; only the scanner's traceback judge counts it.
+    from mmops.diagnose.scan import error_lines
+    from mmops.diagnose.table import match_line
+
+    warning = (
+        "(APIServer pid=1) WARNING 12-04 09:20:01 [envs.py:1] Unknown vLLM environment variable "
+        "detected: VLLM_ENGINE_ITERATION_TIMEOUT_S"
+    )
+    assert match_line(warning) is None and match_line(SHM_TRACEBACK[4]) is None
+    log = tmp_path / "w.log"
+    log.write_text("\n".join([warning, *SHM_TRACEBACK]) + "\n")
+    assert all(m is None or m.signature.id != "runtime.engine_iteration_timeout"
+               for _, _, m in error_lines(str(log)))  # fmt: skip

@@ -48,6 +48,7 @@ from mmops.diagnose.table import (
     Signature,
     Tier,
     frame_matches,
+    framed_positions,
     match_text,
     prefilter_requirements,
     render_fix,
@@ -487,13 +488,16 @@ def _line(
     ev = Evidence(source.label, lineno, text[:MAX_TEXT])
     seq = builder.next_seq()
     key = (source.label, parsed.pid, parsed.source)
-    if lm is not None and lm.tier == "frame":
-        # Evidence only as a traceback line (a frame, an indented code line, or inside an open
-        # traceback: a log may start mid-traceback). "Unknown vLLM environment variable
-        # detected: VLLM_ENGINE_ITERATION_TIMEOUT_S" is a warning, not a frame.
-        if key in builder.open_tb or parsed.indent or text.startswith('File "'):
-            builder.hold_frame(key, frame_matches(text), ev, seq)
-    elif lm is not None:
+    if lm is None and not cands.isdisjoint(framed_positions()) and (
+        key in builder.open_tb or parsed.indent or text.startswith('File "')
+    ):
+        # A traceback line (a frame, an indented code line, or inside an open traceback: a log
+        # may start mid-traceback) may be evidence, judged when its traceback ends. ("Unknown
+        # vLLM environment variable detected: VLLM_ENGINE_ITERATION_TIMEOUT_S" is a warning.)
+        framed = frame_matches(text)
+        if framed:
+            builder.hold_frame(key, framed, ev, seq)
+    if lm is not None:
         builder.add_match(lm, ev, seq)
         if lm.signature.marker == "started" and builder.start_ts is None:
             builder.start_ts = _last_ts(chunk, end)

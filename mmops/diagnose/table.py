@@ -375,16 +375,22 @@ def _tier(sig: Signature, hit: int) -> Tier:
 
 def _match_sig(sig: Signature, text: str) -> LineMatch | None:
     all_pats = _triggers(sig)
+    # Frame patterns never classify a line by themselves: a frame is evidence only with the
+    # exception that ends its traceback, which the scanner judges (see ``frame_matches``).
+    lo = len(sig.patterns) + len(sig.secondary_patterns)
+    frames = range(lo, lo + len(sig.frame_patterns))
     hit = -1
     for i, pat in enumerate(all_pats):
-        if any(a in text for a in sig.literals[i]) and pat.search(text):
+        if i not in frames and any(a in text for a in sig.literals[i]) and pat.search(text):
             hit = i
             break
     if hit < 0 or any(ex.search(text) for ex in sig.excludes):
         return None
     captures: dict[str, str] = {}
     for i, pat in enumerate(all_pats + sig.capture_patterns):
-        if i != hit and i < len(all_pats) and not any(a in text for a in sig.literals[i]):
+        if i in frames or (
+            i != hit and i < len(all_pats) and not any(a in text for a in sig.literals[i])
+        ):
             continue
         m = pat.search(text)
         if m:
@@ -430,6 +436,13 @@ def frame_matches(text: str) -> list[LineMatch]:
 @cache
 def _framed() -> tuple[Signature, ...]:
     return tuple(s for s in load_signatures() if s.frame_patterns)
+
+
+@cache
+def framed_positions() -> frozenset[int]:
+    """Positions in ``load_signatures()`` of the signatures with frame patterns (a scanner
+    holding a line's candidate positions calls ``frame_matches`` only when one is among them)."""
+    return frozenset(i for i, s in enumerate(load_signatures()) if s.frame_patterns)
 
 
 def match_line(line: str) -> LineMatch | None:
