@@ -372,6 +372,27 @@ def test_real_cpu_port_in_use_fix_names_the_port():
     assert f"sport = :{port}" in inc.cause.fix
 
 
+REAL_GPU = ROOT / "tests" / "fixtures" / "logs" / "real-gpu"  # recorded on an H200, see SOURCES.md
+
+
+@pytest.mark.parametrize(
+    ("name", "cause"),
+    [
+        ("torch-oom-other-process.log", "device.oom.cuda"),
+        ("torch-invalid-ordinal.log", "platform.no_device"),
+        ("torch-no-visible.log", "platform.no_device"),
+    ],
+)
+def test_real_gpu_failure_texts(name, cause):
+    inc = diagnose([str(REAL_GPU / name)])
+    assert inc.verdict == "crash" and inc.cause is not None and inc.cause.id == cause
+
+
+def test_real_gpu_oom_fix_names_the_process_holding_the_card():
+    inc = diagnose([str(REAL_GPU / "torch-oom-other-process.log")])
+    assert "21.31 GiB short" in inc.cause.fix and "process 520 holds 100.60 GiB" in inc.cause.fix
+
+
 def test_virtual_memory_fix_keeps_keys_from_a_pasted_launch_script(tmp_path):
     # vllm-project/vllm-ascend#11171's deploy.sh exports the variable twice; the last one counts.
     lines = [

@@ -98,6 +98,24 @@ def test_device_memory_leaves_out_the_driver_reserved_hbm(tmp_path, qwen7b):
     assert "3378 MiB driver-reserved excluded" in r.detail
 
 
+def test_device_memory_on_a_recorded_h200_sizes_against_cudas_total(qwen7b):
+    # Recorded on a real H200 with a torch process holding 100 GiB (h200-idle.source.md).
+    nv = FIXTURES / "nvidia-smi"
+    runner = ReplayRunner(
+        {
+            ("nvidia-smi", "--query-gpu"): nv / "h200-busy.query-gpu.csv",
+            ("nvidia-smi", "--query-compute-apps"): nv / "h200-busy.compute-apps.csv",
+        }
+    )
+    r = run("--model", qwen7b, "--device", "nvidia", only="device.memory", runner=runner)
+    assert r.status == "fail", r.detail
+    # vLLM compares CUDA's free memory with 0.9 x CUDA's total (used + free = 143157 MiB),
+    # not with nvidia-smi's 143771, which holds 614 MiB the driver keeps.
+    assert "free 40138 MiB < 128841 MiB" in r.summary
+    assert "614 MiB driver-reserved excluded" in r.detail and "pid 520 python3 103010 MiB" in r.detail
+    assert "lower --gpu-memory-utilization to 0.27" in r.fix
+
+
 # ------------------------------------------------------------------------------ env
 def test_env_alloc_conf_conflict_fails(tmp_path, qwen7b):
     kw = npu("910b3-x8-idle.txt", tmp_path)

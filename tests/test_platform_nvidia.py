@@ -56,7 +56,9 @@ def test_h100_capture_with_units_and_212_columns():
     }
     (device,) = rows_to_devices(rows, procs)
     assert device.vendor == "nvidia" and device.memory_kind == "VRAM" and device.bf16
-    assert device.memory_free_mib == 81559 - 19818
+    # total - used - free = 478 MiB the driver keeps: outside CUDA's total, so not free either.
+    assert device.memory_reserved_mib == 478
+    assert device.memory_free_mib == 81559 - 19818 - 478
     assert sum(p.memory_mib or 0 for p in device.processes) == 19798
 
 
@@ -180,3 +182,19 @@ def test_bf16_by_architecture():
     )
     devices = rows_to_devices(parse_query_gpu(text)[0], {})
     assert [d.bf16 for d in devices] == [False, False, False, True]
+
+
+def test_recorded_h200_idle_and_busy_keep_the_driver_reserve_out():
+    """Recorded on a real H200 (h200-idle.source.md): torch's OOM text on that card said
+    "total capacity of 139.80 GiB" (143155 MiB); used + free from nvidia-smi gives 143156."""
+    rows, problems = parse_query_gpu(fixture("h200-idle.query-gpu.csv"))
+    procs, app_problems = parse_compute_apps(fixture("h200-idle.compute-apps.csv"))
+    assert problems == [] and app_problems == [] and procs == {}
+    (idle,) = rows_to_devices(rows, procs)
+    assert (idle.name, idle.memory_total_mib, idle.memory_reserved_mib) == ("NVIDIA H200", 143771, 615)
+    assert abs((idle.memory_total_mib - idle.memory_reserved_mib) - 139.80 * 1024) < 1
+    rows, _ = parse_query_gpu(fixture("h200-busy.query-gpu.csv"))
+    procs, _ = parse_compute_apps(fixture("h200-busy.compute-apps.csv"))
+    (busy,) = rows_to_devices(rows, procs)
+    assert busy.memory_free_mib == 40138  # nvidia-smi's own free column
+    assert busy.processes == (DeviceProcess(520, "python3", 103010),)

@@ -90,7 +90,8 @@ def render(
         lines.append(f" {paint(c.status, MARKS[c.status])} {c.id:<{width}}  {c.summary}")
         if c.status in ("fail", "warn") or verbose:
             for d in c.detail.splitlines() if (verbose or c.status == "fail") else []:
-                lines.append(f"     {d}")
+                if d != c.summary:  # a detail that only repeats the summary says nothing
+                    lines.append(f"     {d}")
             if c.fix and c.status in ("fail", "warn"):
                 for i, f in enumerate(c.fix.splitlines()):
                     lines.append(f"     {'fix: ' if i == 0 else '     '}{f}")

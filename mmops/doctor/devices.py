@@ -45,9 +45,11 @@ def runtime_memory_mib(d: platform.Device) -> tuple[int, int]:
     gpu-memory-utilization. On Ascend the driver reserves ~3 GiB per chip that npu-smi counts
     as used but torch_npu leaves out of the total: a 64 GiB 910B reports "60.96 GiB total
     capacity" in its OOM messages (vllm-ascend#3965, #6611) while npu-smi says 3378/65536 MB
-    used at idle. So both the total and the used figure lose that idle baseline."""
+    used at idle. So both the total and the used figure lose that idle baseline. On NVIDIA the
+    driver's reserve (total - used - free in nvidia-smi, ~615 MiB on an H200) is outside CUDA's
+    total and counted nowhere else, so only the total loses it."""
     if d.vendor != "ascend":
-        return d.memory_total_mib, d.memory_used_mib
+        return d.memory_total_mib - d.memory_reserved_mib, d.memory_used_mib
     spec = platform.match_spec(d.name, d.memory_total_mib)
     idle = spec.idle_used_mib if spec is not None else 0
     return d.memory_total_mib - idle, max(0, d.memory_used_mib - idle)

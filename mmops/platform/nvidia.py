@@ -68,6 +68,7 @@ class GpuRow:
     memory_used_mib: int | None
     utilization_pct: int | None
     temperature_c: int | None
+    memory_free_mib: int | None = None
 
 
 def _header_key(cell: str) -> str:
@@ -128,6 +129,7 @@ def parse_query_gpu(text: str) -> tuple[list[GpuRow], list[str]]:
                 memory_used_mib=used,
                 utilization_pct=_number(rec.get("utilization.gpu")),
                 temperature_c=_number(rec.get("temperature.gpu")),
+                memory_free_mib=free,
             )
         )
     return rows, problems
@@ -205,6 +207,17 @@ def parse_cuda_visible(value: str, gpus: list[GpuRow]) -> tuple[list[GpuRow] | N
     return chosen, warnings
 
 
+def _reserved_mib(row: GpuRow) -> int:
+    """What the driver keeps back: memory.total - memory.used - memory.free. CUDA's own total
+    (cudaMemGetInfo, the figure vLLM multiplies by --gpu-memory-utilization) leaves it out:
+    recorded on an H200, nvidia-smi said 143771 MiB total, 0 used, 143156 free, and torch's OOM
+    text said "total capacity of 139.80 GiB" (143155 MiB)."""
+    total, used, free = row.memory_total_mib, row.memory_used_mib, row.memory_free_mib
+    if total is None or used is None or free is None:
+        return 0
+    return max(0, total - used - free)
+
+
 def rows_to_devices(rows: list[GpuRow], processes: dict[str, list[DeviceProcess]]) -> list[Device]:
     """Devices with logical index = position in ``rows`` (already filtered and ordered)."""
     return [
@@ -222,6 +235,7 @@ def rows_to_devices(rows: list[GpuRow], processes: dict[str, list[DeviceProcess]
             uuid=row.uuid,
             utilization_pct=row.utilization_pct,
             temperature_c=row.temperature_c,
+            memory_reserved_mib=_reserved_mib(row),
         )
         for logical, row in enumerate(rows)
     ]

@@ -44,10 +44,12 @@ class Device:
     bus_id: str | None = None
     utilization_pct: int | None = None
     temperature_c: int | None = None
+    # Memory the driver holds back from the runtime's total (NVIDIA: total - used - free).
+    memory_reserved_mib: int = 0
 
     @property
     def memory_free_mib(self) -> int:
-        return max(self.memory_total_mib - self.memory_used_mib, 0)
+        return max(self.memory_total_mib - self.memory_used_mib - self.memory_reserved_mib, 0)
 
 
 @dataclass(frozen=True)
