@@ -31,7 +31,7 @@ VERDICTS = set(ALL_VERDICTS)
 # the one that counts. (First batch alone, the day it was collected: 12/14 and 15/20.)
 TARGET_CAUSE_ACCURACY = 0.95
 HELDOUT_RIGHT_CAUSES_FLOOR = 26  # out of 32, measured 2026-12-04
-DEV2_RIGHT_CAUSES_FLOOR = 41  # out of 46, measured 2026-12-04
+DEV2_RIGHT_CAUSES_FLOOR = 43  # out of 46, measured 2026-12-04 (session 4)
 # Deliberate stops called a crash on 2026-12-04: 0 of 7 (so no xfail on that assertion).
 
 

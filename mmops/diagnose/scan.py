@@ -634,7 +634,7 @@ def _rank(b: _Builder, facts: dict) -> tuple[str, list[Finding]]:
     def fatal(a: _Acc) -> bool:
         if a.sig.phase == "any":  # a device fault: fatal unless the server went on serving
             return bool(fatal_cons) or not serving
-        return a.sig.phase == "startup"
+        return a.sig.phase == "startup" or a.sig.fatal
 
     def build(cause: _Acc, role: FindingRole = "cause") -> list[Finding]:
         out = [_finding(cause, role, facts)]
@@ -651,12 +651,7 @@ def _rank(b: _Builder, facts: dict) -> tuple[str, list[Finding]]:
     running = [a for tier in _FATAL_TIERS for _, a in causes[tier]]
     if running:
         if fatal_cons:
-            # The engine died too: an iteration timeout can kill it, a rejected request cannot.
-            killer = next(
-                (a for a in running if a.sig.id == "runtime.engine_iteration_timeout"), None
-            )
-            if killer is not None:
-                return "crash", build(killer)
+            # The engine died, but not of a rejected request: name the death.
             return "crash", build(_top_consequence(fatal_cons), "consequence")
         return "running-errors", build(running[0])
     failed = bool(cons) or requests_failed or span_inside(b.unexplained_seqs)

@@ -87,6 +87,7 @@ class Signature:
     remedy: Remedy | None = None
     tags: tuple[str, ...] = field(default_factory=tuple)
     phase: Phase = "startup"
+    fatal: bool = False  # a runtime entry that also kills the engine (see signatures.yaml)
     platform: str = "any"
     weak_patterns: tuple[re.Pattern[str], ...] = ()
     secondary_patterns: tuple[re.Pattern[str], ...] = ()
@@ -205,7 +206,7 @@ def required_literals(pattern: str) -> tuple[str, ...]:
 _SIG_KEYS = (
     "id", "title", "patterns", "meaning", "fix", "retryable", "role", "remedy", "tags", "phase",
     "platform", "weak_patterns", "secondary_patterns", "capture_patterns", "excludes", "marker",
-    "frame_patterns", "frame_raises",
+    "frame_patterns", "frame_raises", "fatal",
 )  # fmt: skip
 _REQUIRED = ("id", "title", "patterns", "meaning", "fix")
 TABLE = Path("mmops/diagnose/signatures.yaml")  # how errors name the packaged file
@@ -287,6 +288,7 @@ def _parse(loc: Located) -> Signature:
         if "tags" in given
         else (),
         phase=choice(given["phase"], _PHASES) if "phase" in given else "startup",
+        fatal=scalar(given["fatal"], (bool,)) if "fatal" in given else False,
         platform=scalar(given["platform"], (str,)) if "platform" in given else "any",
         weak_patterns=weak,
         secondary_patterns=secondary,
