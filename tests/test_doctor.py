@@ -117,6 +117,40 @@ def test_device_memory_on_a_recorded_h200_sizes_against_cudas_total(qwen7b):
 
 
 # ------------------------------------------------------------------------------ env
+def _venv_with_vllm_envs(root: Path, keys: list[str]) -> Path:
+    """A venv whose vLLM 0.32 lists ``keys`` in vllm/envs.py, in that file's own layout."""
+    site = root / "lib" / "python3.11" / "site-packages"
+    (site / "vllm-0.32.0.dist-info").mkdir(parents=True)
+    (site / "vllm").mkdir()
+    body = "".join(f'    "{k}": lambda: int(os.getenv("{k}", "5")),\n' for k in keys)
+    (site / "vllm" / "envs.py").write_text(f"environment_variables = {{\n{body}}}\n")
+    (root / "pyvenv.cfg").write_text("version_info = 3.11.7\n")
+    (root / "bin").mkdir()
+    (root / "bin" / "python").symlink_to(sys.executable)  # never run: doctor reads files only
+    return root / "bin" / "python"
+
+
+def test_env_names_the_step_timeout_this_vllm_reads(tmp_path, qwen7b):
+    # vLLM 0.32 (V1) has no VLLM_ENGINE_ITERATION_TIMEOUT_S: it warns "Unknown vLLM environment
+    # variable detected" and ignores it; its step timeout is VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS.
+    py = _venv_with_vllm_envs(
+        tmp_path / "venv", ["VLLM_IMAGE_FETCH_TIMEOUT", "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS"]
+    )
+    r = run("--model", qwen7b, "--python", str(py), only="env.npu")
+    assert r.status == "warn" and "not read by vLLM 0.32.0" in r.summary
+    assert "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS=600" in r.fix
+    ok = run(
+        "--model", qwen7b, "--python", str(py), only="env.npu",
+        env={"VLLM_ENGINE_ITERATION_TIMEOUT_S": None, "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS": "600"},
+    )  # fmt: skip
+    assert ok.status == "pass" and "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS=600" in ok.summary
+    # A vLLM that still reads the old name: nothing to say.
+    old = _venv_with_vllm_envs(
+        tmp_path / "old", ["VLLM_IMAGE_FETCH_TIMEOUT", "VLLM_ENGINE_ITERATION_TIMEOUT_S"]
+    )
+    assert run("--model", qwen7b, "--python", str(old), only="env.npu").status == "pass"
+
+
 def test_env_alloc_conf_conflict_fails(tmp_path, qwen7b):
     kw = npu("910b3-x8-idle.txt", tmp_path)
     kw["env"] = {

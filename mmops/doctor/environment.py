@@ -49,6 +49,11 @@ def _software(ctx: Context) -> CheckResult:
     return result(cid, "pass", shown, f"Installed{where}: {shown}")
 
 
+# Variables the reference sets that newer vLLM reads under another name (vllm/envs.py, 0.32: V1
+# has no VLLM_ENGINE_ITERATION_TIMEOUT_S; its execute-model timeout defaults to 300 s).
+RENAMED = {"VLLM_ENGINE_ITERATION_TIMEOUT_S": ("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", 300)}
+
+
 @check("env.npu", "Server environment")
 def _env(ctx: Context) -> CheckResult:
     cid = "env.npu"
@@ -84,10 +89,25 @@ def _env(ctx: Context) -> CheckResult:
         )
     elif ctx.vendor == "ascend":
         notes.append(f"{NPU_UNSET_NOTE}; on a virtual-memory error set expandable_segments:False")
+    known = versions.vllm_env_names(ctx.stack) if ctx.vllm_version else None
     for var, want, default in (
         ("VLLM_IMAGE_FETCH_TIMEOUT", 100, 5),
         ("VLLM_ENGINE_ITERATION_TIMEOUT_S", 600, 60),
     ):
+        renamed = RENAMED.get(var)
+        if known is not None and var not in known and renamed and renamed[0] in known:
+            # The installed vLLM reads the step timeout under its newer name only.
+            if env.get(var) is not None and env.get(renamed[0]) is None:
+                problems.append(
+                    (
+                        "warn",
+                        f"{var} is not read by vLLM {ctx.vllm_version} (it warns 'Unknown vLLM "
+                        f"environment variable' and ignores it)",
+                        f"export {renamed[0]}={env[var]}: this vLLM's name for the engine step timeout.",
+                    )
+                )
+                continue
+            var, default = renamed
         raw = env.get(var)
         if raw is None:
             if ctx.facts is not None and ctx.facts.is_multimodal:

@@ -127,6 +127,27 @@ def canonical_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+# --- what the installed vLLM reads ---------------------------------------------------------
+
+# Keys of vllm/envs.py's ``environment_variables`` table, one per line as `    "VLLM_X": lambda`.
+_VLLM_ENV_KEY = re.compile(r'^\s+"(VLLM_[A-Z0-9_]+)":', re.MULTILINE)
+
+
+def vllm_env_names(stack: SoftwareStack) -> frozenset[str] | None:
+    """The VLLM_* variables the installed vLLM reads, from its ``vllm/envs.py`` text (never
+    imported), or None when that file is not found or lists none. vLLM warns "Unknown vLLM
+    environment variable detected" and ignores any other VLLM_* name."""
+    for directory in stack.site_dirs:
+        path = Path(directory) / "vllm" / "envs.py"
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        names = frozenset(_VLLM_ENV_KEY.findall(text))
+        return names or None
+    return None
+
+
 # --- package metadata -----------------------------------------------------------------------
 
 
