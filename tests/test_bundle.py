@@ -279,6 +279,28 @@ def test_no_run_still_bundles_the_machine(tmp_path, monkeypatch, capsys):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_no_run_examines_the_interpreter_the_vllm_script_names(tmp_path, monkeypatch, capsys):
+    # With no run, the packages that matter are those of the python `vllm` on PATH runs on.
+    venv = tmp_path / "vllm-venv"
+    site = venv / "lib" / "python3.11" / "site-packages"
+    (site / "vllm-0.32.0.dist-info").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text("version_info = 3.11.7\n")
+    (venv / "bin").mkdir()
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    script = venv / "bin" / "vllm"
+    script.write_text(f"#!{venv / 'bin' / 'python'}\nimport sys\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.chdir(tmp_path)
+    state = tmp_path / "empty-state"
+    state.mkdir()
+    assert main(["bundle", "--state-dir", str(state), "--json"]) == 0
+    members = read_bundle(Path(json.loads(capsys.readouterr().out)["path"]))
+    versions = json.loads(members["versions.json"])
+    assert versions["python"]["examined"] == str(venv / "bin" / "python")
+    assert versions["packages"]["vllm"] == "0.32.0"
+
+
 def test_recorded_npu_smi_and_ascend_files_feed_devices_and_versions(tmp_path):
     ascend = tmp_path / "Ascend"
     toolkit = ascend / "ascend-toolkit" / "latest" / f"{platform.machine()}-linux"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any
 from mmops import redact
 from mmops.bundle import summary, versions
 from mmops.bundle.manifest import MANIFEST, Bundle, human_size, render_manifest
+from mmops.launch.plan import default_python
 from mmops.platform import ascend, software
 from mmops.platform.runner import CommandResult, CommandRunner, system_runner
 from mmops.serve import runs
@@ -451,10 +453,13 @@ def _secret_values(env: Mapping[str, str], files: _RunFiles | None) -> list[str]
 
 def _run_python(files: _RunFiles | None) -> str | None:
     """The interpreter the run's server ran on (plan.json), whose packages are the ones that
-    matter; None: this one."""
+    matter; with no run, the one a launch would use (the `vllm` script's); None: this one."""
     plan = files.plan if files is not None else None
     python = plan.get("python") if isinstance(plan, dict) else None
-    return python if isinstance(python, str) and python else None
+    if isinstance(python, str) and python:
+        return python
+    fallback = default_python()
+    return None if fallback == sys.executable else fallback
 
 
 def _read_json(path: Path, bundle: Bundle, absent: str) -> Any:
