@@ -179,6 +179,27 @@ def test_unknown_shows_the_exception_never_a_guess(tmp_path):
     assert inc.facts["last_traceback"][-1] == CPU_HEAD_DIM
 
 
+def test_a_log_cut_inside_a_traceback_says_where_it_starts(tmp_path):
+    # dev2/114 style: the API server's traceback is cut before its exception line.
+    log = _log(
+        tmp_path,
+        "cut.log",
+        [
+            "INFO 05-08 00:41:42 [loader.py:458] Loading weights took 6.71 seconds",
+            "Traceback (most recent call last):",
+            '  File "<frozen runpy>", line 198, in _run_module_as_main',
+            '  File "/usr/lib/python3.12/asyncio/runners.py", line 195, in run',
+        ],
+    )
+    inc = diagnose([log])
+    assert inc.verdict == "incomplete" and "last_exception" not in inc.facts
+    assert inc.facts["open_traceback"] == {"file": log, "line": 2}
+    out = subprocess.run(
+        [sys.executable, "-m", "mmops", "diagnose", log], capture_output=True, text=True
+    ).stdout
+    assert f"a traceback starts at {log}:2 and the log ends before its exception line" in out
+
+
 def test_running_errors_keep_the_server_up(tmp_path):
     # corpus 039 style: a multimodal limit rejected while the server serves
     lines = [

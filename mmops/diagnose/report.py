@@ -103,11 +103,14 @@ def render(incident: Incident, show_all: bool = False, color: bool = False) -> s
             "the log ends during start-up with no error: still loading, or cut (a longer log, or "
             "`mmops tui --attach` on the server, shows where it goes)."
         )
+        _open_traceback_line(lines, facts)
     if incident.verdict == "unknown":
         lines.append("")
         lines.append("no known signature matched.")
         _unknown_lines(lines, facts, show_all)
-        if "last_exception" not in facts and "first_error" not in facts:
+        if "last_exception" not in facts and "open_traceback" in facts:
+            _open_traceback_line(lines, facts)
+        elif "last_exception" not in facts and "first_error" not in facts:
             lines.append(
                 "  no error lines either: the log may be cut before the error, or the process "
                 "was killed from outside (check `dmesg` for the OOM killer)."
@@ -121,6 +124,16 @@ def render(incident: Incident, show_all: bool = False, color: bool = False) -> s
         for t in facts["last_traceback"]:
             lines.append(f"  {t}")
     return "\n".join(lines)
+
+
+def _open_traceback_line(lines: list[str], facts: dict) -> None:
+    opened = facts.get("open_traceback")
+    if opened:
+        lines.append(
+            f"  a traceback starts at {opened['file']}:{opened['line']} and the log ends before "
+            "its exception line: the error is in the part that was cut off (ask for the whole "
+            "log, or `mmops logs --errors` on the run)."
+        )
 
 
 def _unknown_lines(lines: list[str], facts: dict, show_all: bool) -> None:

@@ -750,6 +750,10 @@ def _facts(b: _Builder, sources: Sequence[Source]) -> dict:
             facts["last_traceback"] = b.last_traceback
     if b.first_error is not None:
         facts["first_error"] = b.first_error.to_json()
+    if b.last_exception is None and b.open_tb:
+        # A traceback that never reached its exception line: the log was cut inside it.
+        (label, _, _), (_, _, line) = list(b.open_tb.items())[-1]
+        facts["open_traceback"] = {"file": label, "line": line}
     return facts
 
 
