@@ -524,3 +524,17 @@ def test_profile_values_and_cli_override(qwen7b, tmp_path):
         "--json",
     )
     assert json.loads(p.stdout)["checks"][0]["status"] == "pass"
+
+
+def test_model_path_says_why_it_does_not_resolve(tmp_path):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    assert run("--model", str(loop), only="model.config").summary.endswith("is a symlink loop")
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "gone")
+    r = run("--model", str(dangling), only="model.config")
+    assert r.summary.endswith(f"is a symlink to {tmp_path / 'gone'}, which does not exist")
+    assert "re-point the link" in r.fix
+    assert run("--model", str(tmp_path / "nothere"), only="model.config").summary.endswith(
+        "does not exist"
+    )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
+
 from mmops.doctor.core import (
     CheckResult,
     Context,
@@ -15,6 +19,30 @@ from mmops.model.facts import NEEDS_PREPROCESSOR
 from mmops.platform.software import parse_version
 
 
+def _why_missing(path: Path) -> tuple[str, str]:
+    """Why ``path`` does not resolve, and the fix: a symlink loop, a dangling symlink, or absent."""
+    if os.path.islink(path) or any(os.path.islink(p) for p in path.parents):
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python 3.11 reports a loop this way
+            return (
+                "is a symlink loop",
+                "Point the link at the real model directory (ls -l shows the chain).",
+            )
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return (
+                    "is a symlink loop",
+                    "Point the link at the real model directory (ls -l shows the chain).",
+                )
+            target = os.path.realpath(path)
+            return (
+                f"is a symlink to {target}, which does not exist",
+                "Mount or copy the model there, or re-point the link (inside the container, if vLLM runs in one).",
+            )
+    return "does not exist", "Check the path (inside the container, if vLLM runs in one)."
+
+
 @check("model.config", "Model directory and config.json")
 def _model_config(ctx: Context) -> CheckResult:
     cid = "model.config"
@@ -24,13 +52,8 @@ def _model_config(ctx: Context) -> CheckResult:
             cid, "fail", "no model given", "", "Pass --model DIR or set model: in the profile."
         )
     if not f.exists:
-        return result(
-            cid,
-            "fail",
-            f"model path {f.path} does not exist",
-            "",
-            "Check the path (inside the container, if vLLM runs in one).",
-        )
+        why, fix = _why_missing(Path(f.path))
+        return result(cid, "fail", f"model path {f.path} {why}", "", fix)
     if not f.is_dir:
         return result(
             cid,
