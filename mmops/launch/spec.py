@@ -33,6 +33,11 @@ REFERENCE_ARGS: dict[str, Any] = {
     "gpu-memory-utilization": 0.9,
 }
 REFERENCE_ENV = {"VLLM_IMAGE_FETCH_TIMEOUT": "100", "VLLM_ENGINE_ITERATION_TIMEOUT_S": "600"}
+# Reference variables that newer vLLM reads under another name, with that name's default (s):
+# vllm/envs.py in 0.32 (V1) has no VLLM_ENGINE_ITERATION_TIMEOUT_S (it warns "Unknown vLLM
+# environment variable detected" and ignores it); its step timeout is
+# VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS, 300 s by default.
+RENAMED_ENV = {"VLLM_ENGINE_ITERATION_TIMEOUT_S": ("VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS", 300)}
 # Ascend only: the reference recommends block size 128 and expandable segments on.
 REFERENCE_ASCEND_ARGS: dict[str, Any] = {"block-size": 128}
 REFERENCE_ASCEND_ENV = {"PYTORCH_NPU_ALLOC_CONF": "expandable_segments:True"}
