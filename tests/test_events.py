@@ -22,6 +22,8 @@ from mmops.serve.events import (  # noqa: E402
     fold,
     fold_all,
     from_dict,
+    iso_time,
+    parse_time,
     to_dict,
 )
 from mmops.serve.replay import RunReplay  # noqa: E402
@@ -172,3 +174,13 @@ def test_restart_is_not_a_failure_and_start_after_stop_continues(tmp_path):
     states = [(e.attempt, e.state) for e in sup.transitions]
     assert (1, State.STOPPING) in states and not any(s == State.BACKOFF for _, s in states)
     assert sup.attempt == 3 and sup.snapshot().restarts == 2
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan"), -5, 1e300, True, None, [1]])
+def test_parse_time_refuses_what_no_run_could_record(value):
+    assert parse_time(value) == 0.0
+
+
+def test_parse_time_round_trips_iso_and_keeps_epoch_numbers():
+    assert parse_time(iso_time(1_764_000_000.25)) == pytest.approx(1_764_000_000.25, abs=1e-3)
+    assert parse_time(1_764_000_000) == 1_764_000_000.0

@@ -37,10 +37,16 @@ def iso_time(t: float) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
+_LATEST = 4_102_444_800.0  # 2100-01-01: later (or inf / nan) is not a time a run has
+
+
 def parse_time(text: object) -> float:
     """The inverse of :func:`iso_time`; 0.0 for what is not one."""
     if not isinstance(text, str):
-        return float(text) if isinstance(text, (int, float)) else 0.0
+        if isinstance(text, bool) or not isinstance(text, (int, float)):
+            return 0.0
+        # A hand-edited or corrupt record must not overflow the clock arithmetic later.
+        return float(text) if 0 <= text < _LATEST else 0.0
     try:
         return (
             datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
