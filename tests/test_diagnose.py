@@ -326,7 +326,7 @@ def test_gzip_and_non_utf8(tmp_path):
     [
         (lambda p: p.write_bytes(b""), "empty, nothing to diagnose"),
         (lambda p: p.write_bytes(bytes(range(256)) * 100), "binary data, not a text log"),
-        (lambda p: p.mkdir(), "is a directory, not a log file"),
+        (lambda p: p.mkdir(), "no log files in this directory"),
         (lambda p: None, "no such file"),
         (lambda p: p.write_bytes(gzip.compress(b"x\n" * 5000)[:30]), "corrupt gzip data"),
     ],
@@ -338,6 +338,24 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, setup, message):
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and message in err and str(target) in err
     assert "Traceback" not in err
+
+
+def test_a_folder_of_logs_reads_each_file_in_its_own_window(tmp_path):
+    # Collected logs (kubectl logs per pod): an older healthy start that was stopped, and a newer
+    # attempt that could not bind its port. The older file's start and stop do not hide the
+    # newer file's failure; the folder is read oldest first.
+    folder = tmp_path / "collected"
+    folder.mkdir()
+    (folder / "b-old.log").write_bytes((REAL_CPU / "requested-stop-sigint.log").read_bytes())
+    (folder / "a-new.log").write_bytes((REAL_CPU / "port-in-use.log").read_bytes())
+    os.utime(folder / "b-old.log", (1_700_000_000, 1_700_000_000))
+    (folder / ".hidden.log").write_text("ERROR something else\n")
+    (folder / "notes.md").write_text("ERROR not a log\n")
+    inc = diagnose([str(folder)])
+    assert inc.verdict == "crash" and inc.cause.id == "host.port_in_use"
+    assert inc.cause.evidence[0].file == str(folder / "a-new.log")
+    with pytest.raises(MmopsError, match="--attempt needs a run folder"):
+        diagnose([str(folder)], attempt=1)
 
 
 def test_named_pipe_like_process_substitution(tmp_path):

@@ -242,7 +242,7 @@ def test_overlong_line_is_cut_and_counted_once(tmp_path, monkeypatch):
 def test_inputs_missing_directory_and_run_folder(tmp_path):
     with pytest.raises(MmopsError, match="nope.log: no such file"):
         open_inputs([str(tmp_path / "nope.log")])
-    with pytest.raises(MmopsError, match="is a directory"):
+    with pytest.raises(MmopsError, match="no log files in this directory"):
         open_inputs([str(tmp_path)])
     run = tmp_path / "run"
     run.mkdir()
@@ -255,6 +255,8 @@ def test_inputs_missing_directory_and_run_folder(tmp_path):
         open_inputs([str(run)], attempt=3)
     with pytest.raises(MmopsError, match="--attempt needs a run folder"):
         open_inputs([str(run / "attempt-1.log")], attempt=1)
+    (run / "events.jsonl").unlink()  # a run folder copied without its record still reads
+    assert [s.path.name for s in open_inputs([str(run)])] == ["attempt-10.log"]
     assert open_inputs([]) == [Source("<stdin>", None)]
 
 

@@ -79,15 +79,42 @@ def _run_folder_attempts(folder: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def is_run_folder(folder: Path) -> bool:
-    """A ``mmops serve`` run folder: has events.jsonl and at least one attempt-N.log."""
-    return (folder / "events.jsonl").is_file() and bool(_run_folder_attempts(folder))
+LOG_SUFFIXES = (".log", ".txt", ".out", ".err", ".gz")
+MAX_FOLDER_LOGS = 256
+
+
+def _log_files(folder: Path, raw: str) -> list[Path]:
+    """The log files directly inside ``folder`` (not hidden), oldest first, so that the last
+    word (a crash after an earlier healthy start, or the reverse) comes from the newest file;
+    MmopsError when none."""
+    try:
+        found = sorted(
+            (
+                p
+                for p in folder.iterdir()
+                if p.name.endswith(LOG_SUFFIXES) and not p.name.startswith(".") and p.is_file()
+            ),
+            key=lambda p: (p.stat().st_mtime, p.name),
+        )
+    except OSError as exc:
+        raise MmopsError(f"{raw}: cannot list the directory ({exc.strerror})") from None
+    if not found:
+        raise MmopsError(
+            f"{raw}: no log files in this directory (looked for {', '.join(LOG_SUFFIXES)} "
+            "directly inside), and it is no mmops run folder (attempt-N.log)"
+        )
+    if len(found) > MAX_FOLDER_LOGS:
+        raise MmopsError(
+            f"{raw}: {len(found)} log files; name the ones to read (at most {MAX_FOLDER_LOGS})"
+        )
+    return found
 
 
 def open_inputs(paths: Sequence[str], attempt: int | None = None) -> list[Source]:
     """Resolve command-line inputs to sources; raise MmopsError naming the first bad one.
 
-    A run folder contributes its last attempt's log, or attempt ``attempt`` when given.
+    A run folder contributes its last attempt's log, or attempt ``attempt`` when given; any other
+    folder, the log files directly inside it (one per rank or pod), oldest first.
     """
     if not paths:
         paths = [STDIN]
@@ -98,12 +125,13 @@ def open_inputs(paths: Sequence[str], attempt: int | None = None) -> list[Source
             continue
         path = Path(raw)
         if path.is_dir():
-            if not is_run_folder(path):
-                raise MmopsError(
-                    f"{raw}: is a directory, not a log file or an mmops run folder "
-                    "(a run folder has events.jsonl and attempt-N.log)"
-                )
             attempts = _run_folder_attempts(path)
+            if not attempts:
+                # A folder of collected logs (one per rank or per pod): read them together.
+                if attempt is not None:
+                    raise MmopsError(f"--attempt needs a run folder, and {raw} has no attempt-N.log")
+                sources += [Source(str(p), p) for p in _log_files(path, raw)]
+                continue
             if attempt is None:
                 chosen = attempts[-1][1]
             else:

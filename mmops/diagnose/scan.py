@@ -21,6 +21,7 @@ last exception and the first ERROR line, never a guess.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -306,6 +307,21 @@ class _Builder:
         self.lines = 0
         self.bytes = 0
         self.phases = PhaseTracker()
+        # Several files (ranks, pods, runs): each one's own start / stop bounds its own lines.
+        self.file_firsts: list[int] = []  # the first seq of each source, in scan order
+        self.file_labels: list[str] = []
+        self.windows: dict[str, list[int | None]] = {}  # label -> [started seq, stop seq]
+
+    def begin_source(self, label: str) -> None:
+        self.file_firsts.append(self.seq + 1)
+        self.file_labels.append(label)
+
+    def window_of(self, seq: int) -> tuple[int, int | None]:
+        """(lo, hi) of the file that holds line ``seq``: after its last start, before its stop."""
+        label = self.file_labels[bisect.bisect_right(self.file_firsts, seq) - 1]
+        started, stop = self.windows.get(label, (None, None))
+        lo = started or 0
+        return lo, stop if stop is not None and stop > lo else None
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -331,12 +347,16 @@ class _Builder:
             acc.evidence.append(ev)
 
     def _context(self, sig: Signature, captures: dict[str, str], ev: Evidence, seq: int) -> None:
+        window = self.windows.setdefault(ev.file, [None, None])
         if sig.marker == "started":
             self.started_seq = seq  # the LAST start counts: a restart opens a new window
             self.started_ev = ev
+            window[0] = seq
         elif sig.marker == "stop":
             if self.stop_seq is None or (self.started_seq or 0) > self.stop_seq:
                 self.stop_seq, self.stop_ev = seq, ev
+            if window[1] is None or (window[0] or 0) > window[1]:
+                window[1] = seq
         elif sig.marker == "stop_weak":
             if self.stop_weak_seq is None or (self.started_seq or 0) > self.stop_weak_seq:
                 self.stop_weak_seq = seq
@@ -434,6 +454,7 @@ def _scan(sources: Sequence[Source], builder: _Builder) -> Iterator[_Scanned]:
     prefilter: _Prefilter | None = None
     chunk_id = 0
     for source in sources:
+        builder.begin_source(source.label)
         lineno = 0  # lines before the current chunk
         source_bytes = 0
         for chunk in read_chunks(source):
@@ -598,7 +619,12 @@ def _rank(b: _Builder, facts: dict) -> tuple[str, list[Finding]]:
     hi = b.stop_seq if b.stop_seq is not None and b.stop_seq > lo else None
 
     def inside(seq: int | None) -> TypeGuard[int]:
-        return seq is not None and seq > lo and (hi is None or seq < hi)
+        if seq is None:
+            return False
+        if len(b.file_firsts) > 1:
+            flo, fhi = b.window_of(seq)
+            return seq > flo and (fhi is None or seq < fhi)
+        return seq > lo and (hi is None or seq < hi)
 
     def span_inside(span: tuple[int, int] | None) -> bool:
         return span is not None and span[1] > lo and (hi is None or span[0] < hi)

@@ -26,11 +26,12 @@ def test_binary_file(hostile, tmp_path):
     hostile.run(["diagnose", log], expect_rc=2, mention=[f"{log}: binary data, not a text log"])
 
 
-def test_a_directory_that_is_no_run_folder(hostile, tmp_path):
+def test_a_directory_with_no_logs_and_no_run(hostile, tmp_path):
+    (tmp_path / "notes.md").write_text("not a log\n")
     hostile.run(
         ["diagnose", tmp_path],
         expect_rc=2,
-        mention=[f"{tmp_path}: is a directory", "events.jsonl and attempt-N.log"],
+        mention=[f"{tmp_path}: no log files in this directory", ".log, .txt", "attempt-N.log"],
     )
 
 
