@@ -18,7 +18,7 @@ from mmops.diagnose.phases import PHASES, PhaseHit, PhaseTracker, last_phase
 
 REAL_CPU = Path(__file__).resolve().parent / "fixtures" / "logs" / "real-cpu"
 
-STARTED = ["args", "config", "weights", "profiling", "kv_cache", "api", "ready"]
+STARTED = ["args", "config", "workers", "weights", "profiling", "kv_cache", "api", "ready"]
 SERVED = [*STARTED, "serving"]  # ... and answered requests (uvicorn access lines)
 # The phases each real CPU capture goes through, in order (0.32 logs no platform line at INFO
 # and captures no graphs on the CPU).
@@ -31,7 +31,7 @@ SEQUENCES = {
     "requested-stop-sigterm-busy.log": SERVED,
     "requested-stop-sigterm-group.log": SERVED,
     # Fails sizing the KV cache: the traceback runs through get_kv_cache_configs.
-    "kv-cache-too-small.log": ["args", "config", "weights", "profiling", "kv_cache"],
+    "kv-cache-too-small.log": ["args", "config", "workers", "weights", "profiling", "kv_cache"],
     # The model config is refused (ModelConfig validation, via create_model_config).
     "max-model-len-rejected.log": ["args", "config"],
     "trust-remote-code-missing.log": ["args", "config"],
@@ -64,6 +64,7 @@ def test_phases_are_the_start_up_order():
         "args",
         "platform",
         "config",
+        "workers",
         "weights",
         "profiling",
         "kv_cache",
@@ -459,6 +460,24 @@ LINES = [
         "POST",
         "api",
         "",
+    ),
+    # workers: vLLM's Ray executor joining the cluster, as ray 2.60's ray/_private/worker.py:1841
+    # formats it (logger.info("Connecting to existing Ray cluster at address: %s...", addr))
+    (
+        "2026-12-04 12:00:00,000\tINFO worker.py:1841 -- Connecting to existing Ray cluster at "
+        "address: 127.0.0.1:6379...",
+        "workers",
+        "joining the Ray cluster",
+    ),
+    # ray/030 (`ray start --head` on EKS), ray/029 (production-stack's readiness probe)
+    ("2024-12-12 05:27:54,657 SUCC scripts.py:860 -- Ray runtime started.", "workers", "Ray node started"),
+    ("Ray cluster status: 1/2 nodes alive.", "workers", "Ray: 1/2 nodes alive"),
+    # ray/024 (NCCL set-up in a Ray worker, cut there)
+    (
+        "(RayWorkerWrapper pid=38530, ip=10.244.1.95) llama-3-1-nemotron-ultra-253b-instruct-0-1:"
+        "38530:39566 [4] NCCL INFO ncclCommInitRank comm 0x2d",
+        "workers",
+        "NCCL set-up",
     ),
     # dev2/009 (kserve's vLLM runtime, V0 engine lines)
     (

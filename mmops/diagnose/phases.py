@@ -37,6 +37,7 @@ PHASES: tuple[tuple[str, str], ...] = (
     ("args", "parsing arguments"),
     ("platform", "detecting the platform"),
     ("config", "resolving the model config"),
+    ("workers", "starting workers and their communicators"),
     ("weights", "loading weights"),
     ("profiling", "profiling memory"),
     ("kv_cache", "allocating the KV cache"),
@@ -116,6 +117,27 @@ _RULES: tuple[_Rule, ...] = (
     # A traceback through EngineArgs.create_model_config: real-cpu max-model-len-rejected.log and
     # trust-remote-code-missing.log (the model config was refused).
     _frame("config", "create_model_config"),
+    # -- workers: the executor starts its workers (local processes or Ray actors, joining the
+    # Ray cluster first) and they open their communicators (NCCL / HCCL / gloo) before loading.
+    # real-cpu "[multiproc_executor.py:153] DP group leader: node_rank=0, ..." (0.32)
+    _Rule("workers", r"DP group leader: "),
+    # vllm/distributed/parallel_state.py init_distributed_environment (debug level)
+    _Rule(
+        "workers",
+        r"world_size=(?P<w>\d+) rank=\d+ local_rank=\d+ distributed_init_method",
+        "world size {w}",
+    ),
+    # ray/_private/worker.py (vLLM's Ray executor joining the cluster); `ray start` on a node
+    _Rule("workers", r"Connecting to existing Ray cluster at address", "joining the Ray cluster"),
+    _Rule("workers", r"Ray runtime started", "Ray node started"),
+    # a readiness probe's view of the Ray cluster (vllm-project/production-stack#653)
+    _Rule(
+        "workers",
+        r"Ray cluster status: (?P<a>\d+)/(?P<n>\d+) nodes alive",
+        "Ray: {a}/{n} nodes alive",
+    ),
+    # NCCL communicator set-up in the workers (tests/fixtures/logs/ray/024, vllm#16318)
+    _Rule("workers", r"NCCL INFO (?:ncclCommInitRank|Bootstrap|Channel \d+)", "NCCL set-up"),
     # -- weights
     # real-cpu "[cpu_model_runner.py:68] Starting to load model /root/.cache/.../qwen2_5_vl..."
     _Rule("weights", r"Starting to load model"),

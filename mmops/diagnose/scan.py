@@ -673,6 +673,9 @@ def _rank(b: _Builder, facts: dict) -> tuple[str, list[Finding]]:
     for tier in _FATAL_TIERS:
         for _, a in causes[tier]:
             if fatal(a):
+                if a.sig.stall and not fatal_cons and not span_inside(b.error_seqs):
+                    # Start-up is waiting on it (Ray resources) and nothing has failed yet.
+                    return "incomplete", build(a)
                 return "crash", build(a)
     running = [a for tier in _FATAL_TIERS for _, a in causes[tier]]
     if running:

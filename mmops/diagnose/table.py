@@ -88,6 +88,7 @@ class Signature:
     tags: tuple[str, ...] = field(default_factory=tuple)
     phase: Phase = "startup"
     fatal: bool = False  # a runtime entry that also kills the engine (see signatures.yaml)
+    stall: bool = False  # start-up waits on it; with nothing failed yet the start is incomplete
     platform: str = "any"
     weak_patterns: tuple[re.Pattern[str], ...] = ()
     secondary_patterns: tuple[re.Pattern[str], ...] = ()
@@ -206,7 +207,7 @@ def required_literals(pattern: str) -> tuple[str, ...]:
 _SIG_KEYS = (
     "id", "title", "patterns", "meaning", "fix", "retryable", "role", "remedy", "tags", "phase",
     "platform", "weak_patterns", "secondary_patterns", "capture_patterns", "excludes", "marker",
-    "frame_patterns", "frame_raises", "fatal",
+    "frame_patterns", "frame_raises", "fatal", "stall",
 )  # fmt: skip
 _REQUIRED = ("id", "title", "patterns", "meaning", "fix")
 TABLE = Path("mmops/diagnose/signatures.yaml")  # how errors name the packaged file
@@ -289,6 +290,7 @@ def _parse(loc: Located) -> Signature:
         else (),
         phase=choice(given["phase"], _PHASES) if "phase" in given else "startup",
         fatal=scalar(given["fatal"], (bool,)) if "fatal" in given else False,
+        stall=scalar(given["stall"], (bool,)) if "stall" in given else False,
         platform=scalar(given["platform"], (str,)) if "platform" in given else "any",
         weak_patterns=weak,
         secondary_patterns=secondary,

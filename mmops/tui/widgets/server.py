@@ -55,8 +55,13 @@ class ServerPanel(Static):
             )
         ph = st.phase
         if ph is not None and st.state in (State.STARTING, State.READY, State.UNHEALTHY):
-            n = _PHASE_INDEX.get(ph.phase, len(STARTUP_PHASES) - 1) + 1  # serving: past ready
-            out.append(f"phase {n}/{len(STARTUP_PHASES)}: {ph.title}")
+            # Past ready (serving requests) or READY: every start-up phase is done.
+            done_all = ph.phase not in _PHASE_INDEX or st.state != State.STARTING
+            n = len(STARTUP_PHASES) if ph.phase not in _PHASE_INDEX else _PHASE_INDEX[ph.phase] + 1
+            if ph.phase in _PHASE_INDEX:
+                out.append(f"phase {n}/{len(STARTUP_PHASES)}: {ph.title}")
+            else:
+                out.append(f"{ph.title} (start-up done)")
             if ph.progress:
                 i, total = ph.progress
                 width = 20
@@ -66,7 +71,8 @@ class ServerPanel(Static):
                 out.append(f"  {ph.detail}")
             out.append(f"  ({clock(now - ph.time)} ago)\n", "dim")
             out.append(" " + " ".join(
-                ("✓" if _PHASE_INDEX.get(pid, 0) < n - 1 else "›" if pid == ph.phase else "·") + pid
+                ("✓" if done_all or _PHASE_INDEX[pid] < n - 1 else "›" if pid == ph.phase else "·")
+                + pid
                 for pid, _ in STARTUP_PHASES
             ) + "\n", "dim")  # fmt: skip
         elif st.state == State.STARTING:
