@@ -54,6 +54,7 @@ from mmops.diagnose.table import (
     prefilter_requirements,
     render_fix,
     resolve_remedy,
+    tally_positions,
 )
 from mmops.errors import MmopsError
 from mmops.launch.allocator import merge_alloc_conf
@@ -193,9 +194,9 @@ class _Prefilter:
         def cost(opt: tuple[bytes, ...]) -> tuple[int, int]:
             # First the lines it selects (each costs a decode and a match), then how often
             # its best anchor byte occurs (each occurrence costs the regex a try).
-            return sum(occ[lit] for lit in opt), sum(
-                min(freq[b] for b in spots(lit)) for lit in opt
-            )
+            # Literals that enter at the same byte share its tries: count each anchor once.
+            anchors = {min(spots(lit), key=lambda b: freq[b]) for lit in opt}
+            return sum(occ[lit] for lit in opt), sum(freq[b] for b in anchors)
 
         # Per pattern: the option that costs least in this log.
         picked = [(pos, min(options, key=cost)) for pos, options in reqs]
@@ -451,7 +452,13 @@ def _scan(sources: Sequence[Source], builder: _Builder) -> Iterator[_Scanned]:
     ``diagnose_sources`` drains it; ``error_lines`` keeps what it wants, line by line.
     """
     requirements = _requirements()
+    tallies = tally_positions()
+    # Lines only counted (2xx access lines, most of a serving log) are counted per chunk by one
+    # regex, so they never reach Python line by line; a chunk with ANSI colours (a tty's
+    # uvicorn), which that regex would miss, is scanned with them as candidates instead.
+    untallied = [r for r in requirements if r[0] not in tallies]
     prefilter: _Prefilter | None = None
+    coloured: _Prefilter | None = None
     chunk_id = 0
     for source in sources:
         builder.begin_source(source.label)
@@ -461,7 +468,15 @@ def _scan(sources: Sequence[Source], builder: _Builder) -> Iterator[_Scanned]:
             chunk_id += 1
             builder.bytes += len(chunk)
             if prefilter is None:
-                prefilter = _Prefilter(requirements, chunk[:SAMPLE_BYTES])
+                prefilter = _Prefilter(untallied, chunk[:SAMPLE_BYTES])
+            picked = prefilter
+            if b"\x1b[" in chunk:
+                if coloured is None:
+                    coloured = _Prefilter(requirements, chunk[:SAMPLE_BYTES])
+                picked = coloured
+            else:
+                for rx in tallies.values():
+                    builder.http["2xx"] = builder.http.get("2xx", 0) + len(rx.findall(chunk))
             if source_bytes < PHASE_SCAN_BYTES and not builder.phases.done:
                 piece = chunk[: PHASE_SCAN_BYTES - source_bytes]
                 piece = piece[: piece.rfind(b"\n") + 1] if len(piece) < len(chunk) else piece
@@ -472,7 +487,12 @@ def _scan(sources: Sequence[Source], builder: _Builder) -> Iterator[_Scanned]:
                 if m:
                     builder.first_ts = _parse_ts(m)
             counted, line_base = 0, lineno
-            for start, end, cands in prefilter.lines(chunk):
+            for start, end, cands in picked.lines(chunk):
+                if len(cands) == 1:
+                    tally = tallies.get(next(iter(cands)))
+                    if tally is not None and tally.search(chunk, start, end):
+                        builder.http["2xx"] = builder.http.get("2xx", 0) + 1
+                        continue
                 line_base += chunk.count(b"\n", counted, start)
                 counted = start
                 yield _line(builder, source, chunk, chunk_id, start, end, line_base + 1, cands)

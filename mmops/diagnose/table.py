@@ -443,6 +443,19 @@ def _framed() -> tuple[Signature, ...]:
 
 
 @cache
+def tally_positions() -> dict[int, re.Pattern[bytes]]:
+    """Positions of the entries a scanner only counts (request_ok: a 2xx access line), with a
+    bytes regex of their patterns. A serving log is mostly such lines; a line whose only
+    candidate is one of these and whose raw bytes match is counted without being decoded or
+    parsed (a coloured line, which the raw bytes miss, takes the full path and still counts)."""
+    out = {}
+    for i, s in enumerate(load_signatures()):
+        if s.marker == "request_ok" and not s.excludes:
+            out[i] = re.compile("|".join(p.pattern for p in s.patterns).encode())
+    return out
+
+
+@cache
 def framed_positions() -> frozenset[int]:
     """Positions in ``load_signatures()`` of the signatures with frame patterns (a scanner
     holding a line's candidate positions calls ``frame_matches`` only when one is among them)."""
