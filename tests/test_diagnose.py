@@ -557,3 +557,18 @@ def test_an_ascend_code_no_signature_knows_still_names_the_failure(tmp_path):
     assert cause is not None and cause.id == "ascend_code.acl.rt.507xxx"
     assert "507013" in cause.signature.title and "source:" in cause.fix
     assert cause.evidence[0].line == 1
+
+
+@pytest.mark.parametrize("colour", [False, True])
+def test_answered_requests_are_counted_plain_or_coloured(tmp_path, colour):
+    # 2xx access lines are counted per chunk; a tty's uvicorn colours the status, and such a
+    # chunk goes line by line: the same counts either way, and three 4xx beside 40 answered
+    # requests stay facts.
+    def access(status: str) -> str:
+        code = f"\x1b[32m{status}\x1b[0m" if colour else status
+        return f'INFO:     127.0.0.1:40000 - "POST /v1/chat/completions HTTP/1.1" {code}'
+
+    lines = [*STARTUP, *[access("200 OK")] * 40, *[access("400 Bad Request")] * 3]
+    inc = diagnose([_log(tmp_path, "served.log", lines)])
+    assert inc.facts["http_2xx"] == 40 and inc.facts["http_4xx"] == 3
+    assert inc.verdict == "started"

@@ -454,11 +454,9 @@ def _scan(sources: Sequence[Source], builder: _Builder) -> Iterator[_Scanned]:
     requirements = _requirements()
     tallies = tally_positions()
     # Lines only counted (2xx access lines, most of a serving log) are counted per chunk by one
-    # regex, so they never reach Python line by line; a chunk with ANSI colours (a tty's
-    # uvicorn), which that regex would miss, is scanned with them as candidates instead.
+    # regex, so they never reach Python line by line.
     untallied = [r for r in requirements if r[0] not in tallies]
     prefilter: _Prefilter | None = None
-    coloured: _Prefilter | None = None
     chunk_id = 0
     for source in sources:
         builder.begin_source(source.label)
@@ -467,16 +465,14 @@ def _scan(sources: Sequence[Source], builder: _Builder) -> Iterator[_Scanned]:
         for chunk in read_chunks(source):
             chunk_id += 1
             builder.bytes += len(chunk)
+            if b"\x1b[" in chunk:
+                # Colours (a tty's uvicorn colours the status code) would split the literals
+                # the pre-filter looks for; lines keep their numbers, evidence its text.
+                chunk = _ANSI_BYTES.sub(b"", chunk)
             if prefilter is None:
                 prefilter = _Prefilter(untallied, chunk[:SAMPLE_BYTES])
-            picked = prefilter
-            if b"\x1b[" in chunk:
-                if coloured is None:
-                    coloured = _Prefilter(requirements, chunk[:SAMPLE_BYTES])
-                picked = coloured
-            else:
-                for rx in tallies.values():
-                    builder.http["2xx"] = builder.http.get("2xx", 0) + len(rx.findall(chunk))
+            for rx in tallies.values():
+                builder.http["2xx"] = builder.http.get("2xx", 0) + len(rx.findall(chunk))
             if source_bytes < PHASE_SCAN_BYTES and not builder.phases.done:
                 piece = chunk[: PHASE_SCAN_BYTES - source_bytes]
                 piece = piece[: piece.rfind(b"\n") + 1] if len(piece) < len(chunk) else piece
@@ -487,12 +483,7 @@ def _scan(sources: Sequence[Source], builder: _Builder) -> Iterator[_Scanned]:
                 if m:
                     builder.first_ts = _parse_ts(m)
             counted, line_base = 0, lineno
-            for start, end, cands in picked.lines(chunk):
-                if len(cands) == 1:
-                    tally = tallies.get(next(iter(cands)))
-                    if tally is not None and tally.search(chunk, start, end):
-                        builder.http["2xx"] = builder.http.get("2xx", 0) + 1
-                        continue
+            for start, end, cands in prefilter.lines(chunk):
                 line_base += chunk.count(b"\n", counted, start)
                 counted = start
                 yield _line(builder, source, chunk, chunk_id, start, end, line_base + 1, cands)
@@ -556,6 +547,7 @@ def _line(
     return _Scanned(lineno, raw, text, lm, parsed)
 
 
+_ANSI_BYTES = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
 _NOT_A_MESSAGE = ("^", "~", 'File "', "Traceback", "The above exception", "During handling")
 
 

@@ -445,9 +445,8 @@ def _framed() -> tuple[Signature, ...]:
 @cache
 def tally_positions() -> dict[int, re.Pattern[bytes]]:
     """Positions of the entries a scanner only counts (request_ok: a 2xx access line), with a
-    bytes regex of their patterns. A serving log is mostly such lines; a line whose only
-    candidate is one of these and whose raw bytes match is counted without being decoded or
-    parsed (a coloured line, which the raw bytes miss, takes the full path and still counts)."""
+    bytes regex of their patterns: a serving log is mostly such lines, so the scanner counts
+    them per chunk and leaves them out of its line pre-filter."""
     out = {}
     for i, s in enumerate(load_signatures()):
         if s.marker == "request_ok" and not s.excludes:
