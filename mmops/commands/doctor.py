@@ -6,9 +6,10 @@ import argparse
 import json
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmops import term
+from mmops.errors import UsageError
 from mmops.launch.spec import LaunchSpec, add_launch_arguments, spec_from_args
 
 if TYPE_CHECKING:
@@ -39,6 +40,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--list-devices", action="store_true", help="list accelerators known for offline planning"
     )
     p.add_argument("-v", "--verbose", action="store_true", help="show detail for every check")
+    p.add_argument(
+        "--ray-address",
+        metavar="HOST:PORT",
+        help="with --distributed-executor-backend ray: the Ray head to check (default: "
+        "RAY_ADDRESS, else auto, the cluster started on this machine)",
+    )
+    p.add_argument(
+        "--ray-timeout",
+        metavar="S",
+        help="with --distributed-executor-backend ray: seconds the cluster probe may take "
+        "(default 30)",
+    )
     p.set_defaults(func=run, accepts_vllm_flags=True)
 
 
@@ -57,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     t0 = time.perf_counter()
     spec = spec_from_args(args)
-    report = doctor.run_checks(spec, only=args.check)
+    ray = ray_options(args, spec)
+    report = doctor.run_checks(spec, only=args.check, **ray)
     elapsed = time.perf_counter() - t0
     if args.json:
         out = report.to_dict()
@@ -70,6 +84,41 @@ def run(args: argparse.Namespace) -> int:
     if args.strict and report.warned:
         return 1
     return 0
+
+
+BACKENDS = ("ray", "mp", "uni", "external_launcher")  # vLLM's --distributed-executor-backend
+
+
+def ray_options(args: argparse.Namespace, spec: LaunchSpec) -> dict[str, Any]:
+    """--ray-address / --ray-timeout, checked against the launch's executor backend."""
+    backend = spec.get("distributed-executor-backend")
+    if backend is not None and str(backend).lower() not in BACKENDS:
+        raise UsageError(
+            f"--distributed-executor-backend {backend}: expected one of {', '.join(BACKENDS)}"
+        )
+    ray = str(backend or "").lower() == "ray"
+    out: dict[str, Any] = {}
+    for flag, value in (("--ray-address", args.ray_address), ("--ray-timeout", args.ray_timeout)):
+        if value is not None and not ray:
+            raise UsageError(f"{flag}: only with --distributed-executor-backend ray")
+    if args.ray_address is not None:
+        from mmops.cluster.probe import check_address
+
+        out["ray_address"] = check_address(args.ray_address, "--ray-address")
+    if args.ray_timeout is not None:
+        out["ray_timeout"] = seconds(args.ray_timeout, "--ray-timeout")
+    return out
+
+
+def seconds(text: str, flag: str) -> float:
+    """A positive, finite number of seconds, at most an hour."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{flag} {text}: expected a number of seconds, e.g. 60") from None
+    if not 0 < value <= 3600:  # NaN fails this too
+        raise UsageError(f"{flag} {text}: must be above 0 and at most 3600 seconds")
+    return value
 
 
 def render(

@@ -6,7 +6,14 @@ with a status, a one-line summary, detail and a concrete fix. No torch, vllm or 
 on this path. Importing the check modules registers them, in the order the report shows.
 """
 
-from mmops.doctor import capacity, devices, environment, modeldir, serving  # noqa: F401
+from mmops.doctor import (  # noqa: F401
+    capacity,
+    cluster,
+    devices,
+    environment,
+    modeldir,
+    serving,
+)
 from mmops.doctor.core import (
     REGISTRY,
     Check,

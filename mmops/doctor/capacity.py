@@ -51,7 +51,15 @@ def _tp(ctx: Context) -> CheckResult:
                 f"Valid --tensor-parallel-size values for this model: {', '.join(map(str, good))}."
             )
     visible = len(ctx.devices)
-    if ctx.vendor not in (None, "cpu") and tp * pp > visible:
+    across = str(ctx.spec.get("distributed-executor-backend") or "").lower() == "ray"
+    if across and not problems:
+        # A Ray launch spreads TP x PP over the cluster's nodes: cluster.devices counts them.
+        return result(
+            cid,
+            "pass",
+            f"TP {tp} x PP {pp} = {tp * pp} device(s) across the Ray cluster (see cluster.devices)",
+        )
+    if not across and ctx.vendor not in (None, "cpu") and tp * pp > visible:
         problems.append(f"TP x PP = {tp * pp} but only {visible} device(s) visible")
         fixes.append(
             f"Make {tp * pp} devices visible, or lower --tensor-parallel-size to {max(1, visible // pp)}."

@@ -70,12 +70,16 @@ class Context:
         runner: platform.CommandRunner | None = None,
         env: Mapping[str, str] | None = None,
         dev_root: Any = None,
+        ray_address: str | None = None,
+        ray_timeout: float | None = None,
     ) -> None:
         self.spec = spec
         self._runner = runner
         self._dev_root = dev_root
         # The server sees the parent's environment plus the spec's delta.
         self.env: dict[str, str] = spec.child_env(os.environ if env is None else env)
+        self._ray_address = ray_address
+        self.ray_timeout = ray_timeout
 
     @cached_property
     def facts(self) -> ModelFacts | None:
@@ -137,6 +141,32 @@ class Context:
         return versions.software_stack(env=self.env, python=self.spec.vllm_python)
 
     @property
+    def ray_address(self) -> str:
+        """The Ray cluster a Ray launch joins: --ray-address, else the server's RAY_ADDRESS
+        (what vLLM's ray.init() reads), else ``auto``."""
+        return self._ray_address or self.env.get("RAY_ADDRESS") or "auto"
+
+    @cached_property
+    def cluster(self) -> Any:
+        """The node probe's report on the Ray cluster (mmops.cluster.ClusterReport); imported
+        and run only when a Ray launch's check asks for it."""
+        from mmops.cluster import probe
+
+        python = self.spec.vllm_python
+        if python is None:
+            from mmops.launch.plan import default_python
+
+            python = default_python()
+        kwargs: dict[str, Any] = {"runner": self._runner} if self._runner is not None else {}
+        return probe.probe_cluster(
+            python,
+            self.ray_address,
+            model=os.path.abspath(self.spec.model) if self.spec.model else None,
+            timeout_s=self.ray_timeout or probe.DEFAULT_TIMEOUT_S,
+            **kwargs,
+        )
+
+    @property
     def model(self) -> ModelFacts:
         """The model's facts, for checks registered with needs_config (never None there)."""
         assert self.facts is not None and self.facts.config is not None
@@ -156,6 +186,10 @@ class Check:
     title: str
     fn: CheckFn
     needs_config: bool = False  # skipped unless the model's config.json was read
+    # For checks that concern some launches only (the Ray cluster's): left out of the report
+    # of any other launch, and skipped with ``applies_to`` as the reason when asked for by id.
+    applies: Callable[[LaunchSpec], bool] | None = None
+    applies_to: str = ""
 
 
 REGISTRY: dict[str, Check] = {}
@@ -173,15 +207,27 @@ ORDER = (
     "model.remote_code",
     "model.weights",
     "parallel.tp",
+    "cluster.ray",
+    "cluster.nodes",
+    "cluster.devices",
+    "cluster.versions",
+    "cluster.model",
+    "cluster.network",
     "memory.fit",
     "host.port",
     "args.block_size",
 )
 
 
-def check(check_id: str, title: str, needs_config: bool = False) -> Callable[[CheckFn], CheckFn]:
+def check(
+    check_id: str,
+    title: str,
+    needs_config: bool = False,
+    applies: Callable[[LaunchSpec], bool] | None = None,
+    applies_to: str = "",
+) -> Callable[[CheckFn], CheckFn]:
     def deco(fn: CheckFn) -> CheckFn:
-        REGISTRY[check_id] = Check(check_id, title, fn, needs_config)
+        REGISTRY[check_id] = Check(check_id, title, fn, needs_config, applies, applies_to)
         return fn
 
     return deco
@@ -226,13 +272,25 @@ def run_checks(
     runner: platform.CommandRunner | None = None,
     env: Mapping[str, str] | None = None,
     dev_root: Any = None,
+    ray_address: str | None = None,
+    ray_timeout: float | None = None,
 ) -> DoctorReport:
-    """Run the registered checks (or the ``only`` ones, by id or id prefix) on a launch."""
+    """Run the registered checks (or the ``only`` ones, by id or id prefix) on a launch.
+
+    ``ray_address`` / ``ray_timeout``: the cluster a Ray launch joins and how long its probe
+    may take (see Context.ray_address)."""
     wanted = list(only or [])
     for w in wanted:
         if not any(cid == w or cid.startswith(w + ".") for cid in REGISTRY):
             raise UsageError(f"--check {w}: unknown check; known: {', '.join(REGISTRY)}")
-    ctx = Context(spec, runner=runner, env=env, dev_root=dev_root)
+    ctx = Context(
+        spec,
+        runner=runner,
+        env=env,
+        dev_root=dev_root,
+        ray_address=ray_address,
+        ray_timeout=ray_timeout,
+    )
     if ctx.vendor is not None:
         # Without a profile, the reference's Ascend defaults (block size 128, expandable
         # segments) apply once we know the server runs on Ascend; check what will really run.
@@ -243,11 +301,18 @@ def run_checks(
         if wanted and not any(c.id == w or c.id.startswith(w + ".") for w in wanted):
             continue
         t0 = time.perf_counter()
+        if c.applies is not None and not c.applies(ctx.spec):
+            if not wanted:
+                continue  # another kind of launch: not part of its report at all
+            res = result(c.id, "skip", f"only for {c.applies_to or 'another kind of launch'}")
+            results.append(res)
+            continue
         res = (_config_skip(ctx, c.id) if c.needs_config else None) or c.fn(ctx)
         res.elapsed_ms = round((time.perf_counter() - t0) * 1000, 2)
         results.append(res)
     context = {
         "model": spec.model,
         "device": ctx.vendor if "report" in ctx.__dict__ or ctx.spec.device.kind == "cpu" else None,
+        "ray_address": ctx.ray_address if "cluster" in ctx.__dict__ else None,
     }
     return DoctorReport(results, {k: v for k, v in context.items() if v is not None})
