@@ -19,3 +19,13 @@ class ProfileError(MmopsError):
 
 class SuiteError(MmopsError):
     """A check-suite YAML file that cannot be used."""
+
+
+class RecordError(MmopsError):
+    """A run folder that cannot be written: a read-only or full disk, a state dir that is a file.
+
+    ``fix`` says what to do (also the end of the message)."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(f"{message}; {fix}")
+        self.fix = fix

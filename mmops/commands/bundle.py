@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import time
 from pathlib import Path
@@ -63,8 +64,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         size = write_archive(bundle, path)
     except OSError as exc:
+        fix = (
+            "free space there, or pass -o PATH on another disk"
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            else "pass -o PATH where mmops may write"
+        )
         raise UsageError(
-            f"-o {args.output or path}: cannot write {path}: {exc.strerror or exc}"
+            f"-o {args.output or path}: cannot write {path}: {exc.strerror or exc}; {fix}"
         ) from None
     if args.json:
         print(

@@ -101,7 +101,10 @@ def print_events(run_dir: Path, out: TextIO) -> None:
 
 
 def _when(t: float) -> str:
-    """The event's time; a hand-edited or corrupt one (1e300, NaN) crashed iso_time."""
+    """The event's time; a hand-edited or corrupt one (1e300, NaN) crashed iso_time, and
+    events.parse_time now reads it as 0.0: no event of a run is from 1970."""
+    if not t > 0:
+        return "(bad time)"
     try:
         return iso_time(t)
     except (OverflowError, ValueError, OSError):

@@ -124,10 +124,7 @@ def run(args: argparse.Namespace) -> int:
     if done.run_dir is None:  # refused before anything ran (a failed preflight)
         return done.exit_code
     if args.json:
-        out = {"ok": False, "error": done.failure, "run_dir": done.run_dir, "log": done.log}
-        if done.diagnosis is not None:
-            out["diagnosis"] = done.diagnosis.to_json()
-        print(json.dumps(out, indent=2, ensure_ascii=False))
+        print(json.dumps(done.to_json(), indent=2, ensure_ascii=False))
         return done.exit_code
     _note(str(done.failure))
     if done.diagnosis is not None:

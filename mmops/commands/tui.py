@@ -73,6 +73,13 @@ def _target(args: argparse.Namespace) -> Target:
         log_file = Path(args.log_file).expanduser() if args.log_file else None
         if log_file is not None and log_file.is_dir():
             raise UsageError(f"--log-file {log_file}: is a directory; give the server's log file")
+        if log_file is not None and not log_file.exists():
+            raise UsageError(f"--log-file {log_file}: no such file; give the server's log file")
+        if args.model_path and not Path(args.model_path).expanduser().is_dir():
+            raise UsageError(
+                f"--model-path {args.model_path}: not a directory; give the served model's "
+                "directory (for its stop token ids), or leave it out"
+            )
         run_dir = None if log_file else run_for_url(args.attach, state_root(args.state_dir))
         source = AttachSource(args.attach, log_file=log_file, run_dir=run_dir, api_key=args.api_key)
         return Target("attach", source, args.attach, model_path=args.model_path, suite=args.suite)

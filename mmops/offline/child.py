@@ -25,7 +25,9 @@ to print its traceback for `mmops diagnose`, exit 1).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -152,6 +154,10 @@ def load_video(path: str, num_frames: int) -> tuple[Any, dict[str, Any]]:
                     frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
     finally:
         cap.release()
+    if not frames:
+        raise InputError(
+            f"--video {path}", "not a video OpenCV can decode (no frame could be read)"
+        )
     if len(frames) < used:
         raise InputError(
             f"--video {path}", f"only {len(frames)} of the {used} frames picked could be read"
@@ -306,6 +312,10 @@ def main(argv: list[str]) -> int:
         return EXIT_INPUT
     with open(argv[0], encoding="utf-8") as fh:
         job = json.load(fh)
+    # It holds the real values (secrets included): gone as soon as it is read, so not even a
+    # SIGKILL of mmops leaves it in the run folder.
+    with contextlib.suppress(OSError):
+        os.unlink(argv[0])
     return run(job)
 
 

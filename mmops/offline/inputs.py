@@ -67,12 +67,16 @@ def check_media(flag: str, value: str, kind: str) -> Path:
     if not path.exists():
         raise UsageError(f"{flag} {value}: no such file")
     if path.is_dir():
-        raise UsageError(f"{flag} {value}: is a directory, not a {kind} file")
+        raise UsageError(f"{flag} {value}: is a directory, not {article(kind)} file")
+    if not path.is_file():  # a FIFO would block the open below for ever; a device never ends
+        raise UsageError(f"{flag} {value}: not a regular file; give {article(kind)} file")
     try:
-        with path.open("rb"):
-            pass
+        with path.open("rb") as fh:
+            empty = not fh.read(1)
     except OSError as exc:
         raise UsageError(f"{flag} {value}: cannot read it ({exc.strerror})") from None
+    if empty:
+        raise UsageError(f"{flag} {value}: the file is empty; give {article(kind)} file")
     found = sniff(path)
     if found is not None and found != kind:
         takes = "an image (JPEG, PNG, ...)" if kind == "image" else "a video (MP4, WebM, AVI, ...)"

@@ -143,7 +143,11 @@ def resolve(name: str | None, model_dir: str | None) -> tuple[ModelType, list[st
     if name is None:
         if found is None:
             valid = ", ".join(sorted(MODEL_TYPES))
-            what = f"config.json says {arch}" if arch else "no readable config.json"
+            where = Path(model_dir).expanduser() if model_dir else None
+            if where is not None and not where.is_dir():  # a typo in --model, said as one
+                what = "is a file" if where.exists() else "does not exist"
+                raise UsageError(f"--model {model_dir}: {what}; give the model's directory")
+            what = f"config.json says {arch}" if arch else f"no readable config.json in {model_dir}"
             raise UsageError(f"--model-type not given and {what}; pass one of: {valid}")
         return found, []
     chosen = model_type(name)

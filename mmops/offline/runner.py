@@ -9,7 +9,8 @@ kills vLLM and every process it started (EngineCore, workers).
 Everything lands in a run folder (``$XDG_STATE_HOME/mmops/offline/<UTC time>-<name>/``, beside
 serve's ``runs/``; or ``--state-dir``): ``job.json`` (what the child was asked), ``preflight.json``,
 ``attempt-1.log`` (the child's whole output, secrets masked; `mmops diagnose` reads it) and,
-when it finished, ``result.json`` (what `--json` prints).
+when mmops lived to see the end, ``result.json`` (what `--json` prints: the report, or how the
+run failed or was stopped).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 from mmops import redact
 from mmops.offline import child as child_program
 from mmops.serve.child import Child
-from mmops.serve.runs import Run, state_root
+from mmops.serve.runs import Run, record_error, state_root
 
 MARKER = child_program.MARKER
 CHILD_PATH = Path(child_program.__file__).resolve()
@@ -53,6 +54,7 @@ class Outcome:
     signal: int | None = None  # the signal that made mmops stop it
     wall_s: float = 0.0
     spawn_error: str | None = None
+    log_error: OSError | None = None  # the disk refused the log: the child was stopped
 
 
 class MarkerReader:
@@ -129,9 +131,13 @@ def write_job(run: Run, job: dict[str, Any]) -> Path:
     would change what runs, so the child's file is separate and removed afterwards)."""
     run.write_json("job.json", redact.mask_json(job, redact.Redactor()))
     path = run.path / ".job-child.json"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(job, fh)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(job, fh)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise record_error(path, exc) from None
     return path
 
 
@@ -161,7 +167,12 @@ async def _run(
 ) -> Outcome:
     reader = MarkerReader(on_stage, on_line)
     argv = [python, "-u", str(CHILD_PATH), str(job_path)]
-    log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed by Child.close_log
+    try:
+        log = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed by Child.close_log
+    except OSError as exc:
+        raise record_error(log_path, exc) from None
+    stop = asyncio.Event()
+    force = asyncio.Event()
     proc = Child(
         argv,
         {**env, "PYTHONUNBUFFERED": "1"},
@@ -170,6 +181,7 @@ async def _run(
         redactor=MarkerSafeRedactor(secrets),
         on_text=reader.feed,
         reaper_grace_s=REAPER_GRACE_S,
+        on_log_error=lambda exc: stop.set(),  # a full disk: stop vLLM, say why (log_error)
     )
     t0 = time.monotonic()
     try:
@@ -179,8 +191,6 @@ async def _run(
         return Outcome(None, spawn_error=f"cannot start {python}: {exc.strerror or exc}")
 
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    force = asyncio.Event()
     got: list[int] = []
 
     def on_signal(signum: int) -> None:
@@ -220,6 +230,7 @@ async def _run(
         stages=reader.stages,
         signal=got[0] if got else None,
         wall_s=round(time.monotonic() - t0, 3),
+        log_error=proc.log_error,
     )
 
 

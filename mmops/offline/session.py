@@ -8,6 +8,7 @@ imported), then the child program under the reaper (mmops.offline.runner).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -15,13 +16,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from mmops import redact
-from mmops.errors import MmopsError, UsageError
+from mmops.errors import MmopsError, RecordError, UsageError
+from mmops.launch import flags as vllm_flags
 from mmops.launch.spec import LaunchSpec
 from mmops.offline import inputs as offline_inputs
 from mmops.offline import models, report
 from mmops.offline.job import Job, offline_preflight, sampling_params, with_model_defaults
 from mmops.offline.runner import Outcome, offline_root, run_child, write_job
-from mmops.serve.runs import Run
+from mmops.serve.runs import Run, record_error
 
 EXIT_FAILED = 1
 INSTALL_HINT = (
@@ -63,6 +65,17 @@ class Finished:
     diagnosis: Any = None  # mmops.diagnose.scan.Incident of the child's log
     run_dir: str | None = None
     log: str | None = None
+    stopped_by: str | None = None  # the signal's name, when one stopped the run
+
+    def to_json(self) -> dict[str, Any]:
+        """A run that ended without a report, as `--json` prints it and result.json keeps it."""
+        out: dict[str, Any] = {"ok": False, "error": self.failure, "exit_code": self.exit_code}
+        if self.stopped_by:
+            out["stopped_by"] = self.stopped_by
+        out.update(run_dir=self.run_dir, log=self.log)
+        if self.diagnosis is not None:
+            out["diagnosis"] = self.diagnosis.to_json()
+        return out
 
 
 def prepare(spec: LaunchSpec, opts: Options) -> Job:
@@ -115,13 +128,19 @@ def run(
     note(f"vLLM {found.version} ({found.dist}) via {python}")
 
     run_dir = Run.create(offline_root(opts.state_dir), f"offline-{spec.name}")
-    run_dir.write_json("preflight.json", pre.to_dict())
     child_job = job.to_child()
-    job_path = write_job(run_dir, child_job)
+    try:
+        run_dir.write_json("preflight.json", pre.to_dict())
+        job_path = write_job(run_dir, child_job)
+    except RecordError:  # a full disk: no empty run folder left behind either
+        run_dir.discard_if_empty()
+        raise
     log = run_dir.attempt_log(1)
     note(f"run folder: {run_dir.path} (the child's log: {log.name})")
     env = spec.child_env(os.environ)
-    secrets = redact.secret_values(env=env)
+    # The launch's secret flags too (an hf-token in a profile): the child's log and the report
+    # mask them as serve's records do.
+    secrets = redact.secret_values(vllm_flags.to_argv(spec.args), env)
     stages = {
         "preprocess": "loading the media and building the prompts",
         "engine": "starting the engine (import vllm, load the weights)",
@@ -147,7 +166,7 @@ def run(
         )
     finally:
         job_path.unlink(missing_ok=True)
-    return _finish(job, outcome, python, run_dir, child_job, pre.summary())
+    return _finish(job, outcome, python, run_dir, child_job, pre.summary(), secrets)
 
 
 def _finish(
@@ -157,19 +176,35 @@ def _finish(
     run_dir: Run,
     child_job: dict[str, Any],
     preflight_summary: str,
+    secrets: list[str],
 ) -> Finished:
     log = run_dir.attempt_log(1)
     folder = str(run_dir.path)
+    if outcome.log_error is not None and outcome.result is None:  # vLLM was stopped for it
+        err = record_error(log, outcome.log_error)
+        _record_end(
+            run_dir, Finished(err.exit_code, failure=str(err), run_dir=folder, log=str(log))
+        )
+        raise err
     if outcome.spawn_error:
+        _record_end(run_dir, Finished(2, failure=outcome.spawn_error, run_dir=folder))
         raise UsageError(outcome.spawn_error)
     if outcome.signal is not None and outcome.result is None:
         name = _signame(outcome.signal)
-        return Finished(
-            128 + outcome.signal, failure=f"stopped by {name}", run_dir=folder, log=str(log)
+        stopped = Finished(
+            128 + outcome.signal,
+            failure=f"stopped by {name}",
+            run_dir=folder,
+            log=str(log),
+            stopped_by=name,
         )
+        _record_end(run_dir, stopped)
+        return stopped
     error = outcome.error or {}
     if error.get("kind") == "input":
-        raise UsageError(str(error.get("message")))
+        message = str(error.get("message"))
+        _record_end(run_dir, Finished(2, failure=message, run_dir=folder, log=str(log)))
+        raise UsageError(message)
     if outcome.result is not None:
         _, dropped = job.engine_args()
         built = report.build(
@@ -178,7 +213,7 @@ def _finish(
             model_type=job.model_type.name,
             modality=job.inputs.modality,
             python=python,
-            engine=child_job["engine"],
+            engine=redact.mask_json(child_job["engine"], redact.Redactor(secrets)),
             sampling=child_job["sampling"],
             run_dir=run_dir.path,
             log=log,
@@ -193,15 +228,26 @@ def _finish(
                 f"vLLM ended with {describe_exit(outcome.exit_code)} after its result "
                 "(stopped when it did not exit by itself)"
             )
+        if outcome.log_error is not None:
+            built["notes"].append(f"{log} is incomplete: {outcome.log_error.strerror}")
         run_dir.write_json("result.json", built)
         return Finished(0, report=built, run_dir=folder, log=str(log))
-    return Finished(
+    failed = Finished(
         EXIT_FAILED,
         failure=_describe_failure(outcome),
         diagnosis=_diagnose(log),
         run_dir=folder,
         log=str(log),
     )
+    _record_end(run_dir, failed)
+    return failed
+
+
+def _record_end(run_dir: Run, done: Finished) -> None:
+    """result.json for a run that ended without a report: how it ended, for whoever reads the
+    folder later. Best effort: a full disk must not hide the run's own failure."""
+    with contextlib.suppress(RecordError):
+        run_dir.write_json("result.json", done.to_json())
 
 
 def _sample_note(job: Job) -> list[str]:

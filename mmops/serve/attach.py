@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -38,6 +39,22 @@ def run_for_url(url: str, root: Path) -> Path | None:
     return None
 
 
+def check_url(url: str) -> None:
+    """A UsageError for an --attach value that cannot name a server (checked before the screen
+    opens, not found out as "nothing answers" later)."""
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--attach {url}: not an http(s) URL (e.g. http://127.0.0.1:8000)")
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if not parts.hostname:
+        raise UsageError(f"--attach {url}: no host in it (e.g. http://127.0.0.1:8000)")
+    if port == 0:
+        raise UsageError(f"--attach {url}: the port must be from 1 to 65535")
+
+
 class AttachSource:
     """Watch a server by its URL. ``log_file`` or ``run_dir`` (optional) give its output."""
 
@@ -52,8 +69,7 @@ class AttachSource:
         failures: int = 2,
         timeout_s: float = 3.0,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise UsageError(f"--attach {url}: not an http(s) URL (e.g. http://127.0.0.1:8000)")
+        check_url(url)
         self.url = url.rstrip("/").removesuffix("/v1")
         self.log_file = log_file
         self.run_dir = run_dir

@@ -31,6 +31,7 @@ class Child:
         redactor: redact.Redactor,
         on_text: Callable[[str], None],
         reaper_grace_s: float,
+        on_log_error: Callable[[OSError], None] | None = None,
     ) -> None:
         self.argv = list(argv)
         self.env = dict(env)
@@ -39,6 +40,8 @@ class Child:
         self.redactor = redactor
         self.on_text = on_text
         self.reaper_grace_s = reaper_grace_s
+        self.on_log_error = on_log_error
+        self.log_error: OSError | None = None  # the write the disk refused (full, gone)
         self.proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -90,7 +93,15 @@ class Child:
     def _ingest(self, block: bytes) -> None:
         block = self.redactor.chunk(block)
         if self.log is not None:
-            self.log.write(block)
+            try:
+                self.log.write(block)
+            except OSError as exc:
+                # A full disk: stop writing, but keep draining the pipe (a child blocked on
+                # a full pipe would hang), and say so once; the owner decides what follows.
+                self.log_error = exc
+                self.close_log()
+                if self.on_log_error is not None:
+                    self.on_log_error(exc)
         self.on_text(block.decode("utf-8", "replace"))
 
     async def terminate(
@@ -137,4 +148,6 @@ class Child:
         # No fsync: the kernel holds every line already, and syncing a big log would stall the
         # loop for no gain.
         if self.log is not None:
-            self.log.close()
+            log, self.log = self.log, None
+            with contextlib.suppress(OSError):  # a full disk may refuse the last bytes again
+                log.close()

@@ -9,11 +9,15 @@ Layout of ``<root>/<UTC time>-<name>/`` (root: ``--state-dir`` or
     events.jsonl     one JSON object per line: time, state, attempt, reason, plus fields
 
 JSON files are written atomically (temp file + rename), so a reader never sees half of one;
-events.jsonl and the logs are append-only, so a kill loses at most the line being written.
+events.jsonl and the logs are append-only, so a kill loses at most the line being written. A
+write the disk refuses (read-only, full) is a :class:`~mmops.errors.RecordError` naming the
+path and what to do, and leaves no temp file and no torn line behind.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
@@ -24,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from mmops.errors import UsageError
+from mmops.errors import RecordError, UsageError
 from mmops.serve.events import Json
 
 _ATTEMPT_RE = re.compile(r"^attempt-(\d+)\.log$")
@@ -48,15 +52,35 @@ def utc_stamp(t: float | None = None) -> str:
     )
 
 
+def record_error(path: Path, exc: OSError) -> RecordError:
+    """The one-line error for a run folder the disk will not take, with what to do about it."""
+    why = exc.strerror or str(exc)
+    if exc.errno == errno.EEXIST:  # mkdir -p over a file: EEXIST says it badly
+        why = "not a directory"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free space there, or pass --state-dir DIR on another disk"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        fix = "pass --state-dir DIR naming a directory"
+    else:
+        fix = "pass --state-dir DIR where mmops may write"
+    return RecordError(f"cannot write the run record {path}: {why}", fix)
+
+
 def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON so readers see the old file or the new one, never a torn one."""
+    """Write JSON so readers see the old file or the new one, never a torn one; OSError if the
+    disk refuses (the temp file removed)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
 
 
 @dataclass
@@ -68,7 +92,10 @@ class Run:
     @classmethod
     def create(cls, root: Path, name: str, now: float | None = None) -> Run:
         """A fresh folder named <UTC time>-<name>; never reuses an existing one."""
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # read-only, full, or a file in the way
+            raise record_error(root, exc) from None
         slug = _UNSAFE.sub("-", name).strip("-.") or "server"
         base = f"{utc_stamp(now)}-{slug}"
         for n in range(1, 1000):
@@ -77,8 +104,15 @@ class Run:
                 path.mkdir()
             except FileExistsError:
                 continue
+            except OSError as exc:
+                raise record_error(root, exc) from None
             return cls(path)
         raise UsageError(f"--state-dir {root}: cannot create a run folder named {base}")
+
+    def discard_if_empty(self) -> None:
+        """Remove the folder if nothing could be written into it (a refused first write)."""
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
 
     @property
     def name(self) -> str:
@@ -92,20 +126,45 @@ class Run:
         return self.path / f"attempt-{attempt}.log"
 
     def write_json(self, filename: str, data: object) -> Path:
+        """Write ``filename`` atomically; RecordError if the disk refuses."""
         path = self.path / filename
-        write_json_atomic(path, data)
+        try:
+            write_json_atomic(path, data)
+        except OSError as exc:
+            raise record_error(path, exc) from None
         return path
 
     def open_attempt_log(self, attempt: int) -> BinaryIO:
         """Unbuffered append: every write reaches the file at once, and nothing is truncated."""
-        return open(self.attempt_log(attempt), "ab", buffering=0)  # noqa: SIM115 - caller closes
+        path = self.attempt_log(attempt)
+        try:
+            return open(path, "ab", buffering=0)  # noqa: SIM115 - caller closes
+        except OSError as exc:
+            raise record_error(path, exc) from None
 
     def append_event(self, record: Mapping[str, Json]) -> None:
-        line = json.dumps(record, separators=(",", ":"), default=str) + "\n"
-        with self.events_path.open("a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        """Append one whole line to events.jsonl; RecordError if the disk refuses, and then a
+        line cut short by a full disk is cut off again, so every line stays whole JSON."""
+        data = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
+        path = self.events_path
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise record_error(path, exc) from None
+        size: int | None = None
+        try:
+            size = os.fstat(fd).st_size
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            os.fsync(fd)
+        except OSError as exc:
+            if size is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+            raise record_error(path, exc) from None
+        finally:
+            os.close(fd)
 
 
 # ----------------------------------------------------------------------------- reading

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mmops.errors import RecordError
 from mmops.launch.plan import Installed, Plan, build_plan, default_python, installed_vllm
 from mmops.launch.preflight import Preflight, preflight
 from mmops.launch.spec import LaunchSpec
@@ -72,7 +73,11 @@ class Session:
         vLLM of the launch's interpreter once (not per attempt)."""
         spec, pre = preflight(spec, skip_preflight)
         run = Run.create(state_root(state_dir), spec.name)
-        run.write_json("preflight.json", pre.to_dict())
+        try:
+            run.write_json("preflight.json", pre.to_dict())
+        except RecordError:  # a full disk: no empty run folder left behind either
+            run.discard_if_empty()
+            raise
         if planner is None:
             version = installed_vllm(spec.vllm_python or default_python()) if vllm is True else vllm
 

@@ -36,7 +36,7 @@ from typing import Any
 from mmops import redact
 from mmops.diagnose.phases import PhaseTracker
 from mmops.diagnose.table import FindingRole, Signature, load_signatures, render_fix
-from mmops.errors import MmopsError
+from mmops.errors import MmopsError, RecordError
 from mmops.launch.plan import Plan, build_plan
 from mmops.launch.spec import LaunchSpec
 from mmops.serve import health, reaper, remedy
@@ -53,7 +53,7 @@ from mmops.serve.events import (
 )
 from mmops.serve.logstore import LogChunk, read_range
 from mmops.serve.policy import Backoff
-from mmops.serve.runs import Run
+from mmops.serve.runs import Run, record_error
 from mmops.serve.states import TERMINAL, State
 
 __all__ = ["Cause", "Options", "State", "Supervisor", "classify_attempt"]
@@ -200,6 +200,10 @@ class Supervisor:
         self.ready_count = 0
         self.plan: Plan | None = None
         self.pid: int | None = None  # the attempt's process group (the reaper's pid)
+        # The run folder refused a write (a full disk). The server keeps serving: an on-call
+        # tool must not take down a healthy server because its own records have no room. The
+        # run says once that recording stopped, and says it again when it ends.
+        self.record_error: RecordError | None = None
 
         self._bus = EventBus(Status(max_attempts=spec.restart.max_attempts))
         self._task: asyncio.Task[State] | None = None
@@ -240,6 +244,7 @@ class Supervisor:
             self._stop.clear()
             self._force.clear()
             self._backoff.reset()
+            self.record_error = None  # the disk may have room again; the next write tells
         self._task = asyncio.get_running_loop().create_task(self._main())
 
     async def stop(self, force: bool = False) -> State:
@@ -335,7 +340,10 @@ class Supervisor:
     def _publish(self, ev: AnyEvent) -> None:
         self._bus.publish(ev)
         if self.run_dir is not None and not isinstance(ev, LogLines):
-            self.run_dir.append_event(to_dict(ev))
+            try:
+                self.run_dir.append_event(to_dict(ev))
+            except RecordError as exc:
+                self._on_record_error(exc)
 
     def _emit(self, state: State, reason: str, **fields: Any) -> StateChanged:
         details: dict[str, Json] = {k: v for k, v in fields.items() if v is not None}
@@ -360,19 +368,18 @@ class Supervisor:
                     self._backoff.reset()
                     continue
                 if outcome.kind == "stopped" or self._stop.is_set():
-                    self._emit(
-                        State.STOPPED,
-                        "requested stop",
-                        exit=reaper.describe_exit(outcome.returncode),
-                        crash=False,
-                    )
+                    self._emit_end("requested stop", exit=reaper.describe_exit(outcome.returncode))
                     break
                 if not await self._after_failure(outcome):
                     break
         except MmopsError as exc:  # a user mistake found while planning an attempt
             if self.pid is not None:
                 reaper.kill_tree(self.pid)
-            self._emit(State.FAILED, str(exc), fix="Correct the launch and start again.")
+            if isinstance(exc, RecordError):
+                self.record_error = self.record_error or exc
+                self._emit(State.FAILED, str(exc), fix=exc.fix)
+            else:
+                self._emit(State.FAILED, str(exc), fix="Correct the launch and start again.")
         except BaseException as exc:
             if self.pid is not None:
                 reaper.kill_tree(self.pid)
@@ -411,6 +418,7 @@ class Supervisor:
             redact.Redactor(redact.secret_values(plan.argv, env)),
             self._on_text,
             self.options.reaper_grace_s,
+            self._on_log_error,
         )
         try:
             await child.spawn()
@@ -478,6 +486,25 @@ class Supervisor:
             self._flush_lines()
             self.pid = None
         return outcome
+
+    def _on_record_error(self, exc: RecordError) -> None:
+        """A write to the run folder failed: say so once (on the bus; the disk may take the
+        event too if it has room again), and keep the server running."""
+        if self.record_error is not None:
+            return
+        self.record_error = exc
+        self._emit(self.state, f"recording stopped, the server keeps running: {exc}", fix=exc.fix)
+
+    def _on_log_error(self, exc: OSError) -> None:
+        path = self.run_dir.attempt_log(self.attempt) if self.run_dir else Path("attempt.log")
+        self._on_record_error(record_error(path, exc))
+
+    def _emit_end(self, reason: str, **fields: Any) -> None:
+        """The end of a stop, noting a run record that stopped early."""
+        err = self.record_error
+        if err is not None:
+            reason = f"{reason}; the run record is incomplete: {err}"
+        self._emit(State.STOPPED, reason, **{**fields, "crash": False})
 
     def _on_escalate(self, sig: str, why: str) -> None:
         if self.state == State.STOPPING:
@@ -548,12 +575,13 @@ class Supervisor:
         stop = asyncio.ensure_future(self._stop.wait())
         restart = asyncio.ensure_future(self._restart.wait())
         try:
-            done, _ = await asyncio.wait({stop, restart}, timeout=delay)
+            # FIRST_COMPLETED: a stop must not wait out the delay (the default waits for both).
+            await asyncio.wait({stop, restart}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
             restart.cancel()
         if self._stop.is_set():
-            self._emit(State.STOPPED, "requested stop (during backoff)", crash=False)
+            self._emit_end("requested stop (during backoff)")
             return False
         return True
 

@@ -149,6 +149,7 @@ class MmopsApp(App[int]):
         self.clock = time.time  # tests fix it, so snapshots hold still
         self._seen_seq = 0  # of the last event the screen has taken
         self.device_timeout_s = DEVICE_TIMEOUT_S
+        self._stop_signals = 0
 
     # ---------------------------------------------------------------- layout
 
@@ -173,9 +174,10 @@ class MmopsApp(App[int]):
 
     async def on_mount(self) -> None:
         loop = asyncio.get_running_loop()
-        # A closed terminal (SIGHUP) or a kill (SIGTERM): stop the server cleanly and leave.
-        loop.add_signal_handler(signal.SIGTERM, lambda: self.call_later(self.shutdown, False))
-        loop.add_signal_handler(signal.SIGHUP, lambda: self.call_later(self.shutdown, False, True))
+        # A closed terminal (SIGHUP), a kill (SIGTERM) or `kill -INT` (the terminal's Ctrl-C is
+        # a key here): stop the server cleanly and leave; a second one kills it at once.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig == signal.SIGHUP)
         self.query_one("#search", Input).display = False
         # Preflight belongs to a launch; attached and recorded servers give the room to the rest.
         self.query_one("#preflight-box").display = self.target.session is not None
@@ -196,6 +198,10 @@ class MmopsApp(App[int]):
             self.run_diagnose()
         if self.target.start_now:
             await self.action_start()
+
+    def _on_stop_signal(self, hangup: bool) -> None:
+        self._stop_signals += 1
+        self.call_later(self.shutdown, self._stop_signals > 1, hangup)
 
     def on_resize(self) -> None:
         # 120 columns and up: server and preflight side by side; below, stacked.

@@ -4,6 +4,11 @@ helper, :meth:`Hostile.run` (the ``hostile`` fixture), which also tallies the ou
 
     hostile: N cases, X clear errors, T tracebacks, H hangs, O orphans
 
+followed by what the cases judged elsewhere report (tally.py): the disks of the state-dir cases,
+the signal matrices (``signals: N cases (serve, offline, tui), ... survivors, ... torn records``)
+and the secrets leak counter (``secrets: N planted, 0 found in M places``). Cases that must run
+in a terminal (tmux) are judged by their own module and added to the same tally.
+
 What every case asserts, whatever the command:
 
 - the documented exit code (2 bad input; `diagnose` 0 / 3 by verdict; `probe` 3 when a request
@@ -12,8 +17,9 @@ What every case asserts, whatever the command:
   usage synopsis is set aside, and nothing on stdout), or in the report on stdout
   (``where="stdout"``: a failed doctor check, a probe verdict, a diagnose report; stderr at most
   ``max_lines``), holding every string of ``mention`` (the file or flag, and what is valid);
-- no ``Traceback`` in stderr, nor one through mmops' own files in stdout (a diagnose report
-  quotes the log's tracebacks there, which is its job);
+- no ``Traceback`` in stderr (from the first column: `serve` quotes the server's last lines
+  indented), nor one through mmops' own files anywhere (a diagnose report quotes the log's
+  tracebacks on stdout, which is its job);
 - it finished within the timeout (else its whole process group is killed and it counts as a hang);
 - nothing lost or left behind: no process carrying the case's marker in its environment (found
   by marker, as reparented grandchildren are no longer our children, and as psutil children of
@@ -30,9 +36,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +47,12 @@ import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The stand-in vLLM and the helpers of the serve and TUI tests, for every module here.
+sys.path[:0] = [str(REPO / "tests" / "fakes"), str(REPO / "tests")]
+
+from hostile.disks import Disks  # noqa: E402
+from hostile.tally import DISKS, LEAKS, PLANTED, SIGNAL_TALLY  # noqa: E402
+
 TIMEOUT_S = 20.0
 MARKER = "MMOPS_HOSTILE_CASE"
 TEMP_GLOBS = ("*.tmp", ".*.tmp", "*.tmp.*", "*.part", "*.partial")
@@ -158,25 +171,31 @@ class Hostile:
         timeout: float = TIMEOUT_S,
         allow_new: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        during: Callable[[], None] | None = None,
     ) -> Outcome:
         """Run ``mmops ARGS`` and assert everything the module docstring lists; return the outcome.
 
         ``where``: "stderr" (an error message), "stdout" (a report naming the problem) or None
         (no message to judge: the input must simply work). ``allow_new``: globs, relative to the
-        case folder, of what the command may create (a bundle, a run folder).
+        case folder, of what the command may create (a bundle, a run folder). ``during``: what
+        the case does to the world while mmops runs (fill its disk), on a thread of its own.
+        ``env`` may add a PYTHONPATH entry (before this checkout's).
         """
         argv = [sys.executable, "-m", "mmops", *map(os.fspath, args)]
         expected = (expect_rc,) if isinstance(expect_rc, int) else tuple(expect_rc)
         token = uuid.uuid4().hex
+        extra = dict(env or {})
         child_env = {
             **os.environ,
-            **(env or {}),
+            **extra,
             MARKER: token,
             "TMPDIR": str(self.tmp),
             "XDG_STATE_HOME": str(self.state),
             "NO_COLOR": "1",
             "PYTHONPATH": os.pathsep.join(
-                p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p
+                p
+                for p in (extra.get("PYTHONPATH", ""), str(REPO), os.environ.get("PYTHONPATH", ""))
+                if p
             ),
         }
         before_files = _tree(self.root)
@@ -195,6 +214,18 @@ class Hostile:
             preexec_fn=(lambda: os.close(0)) if close_stdin else None,
         )
         hang = False
+        acting = None
+        failed: list[BaseException] = []
+        if during is not None:
+
+            def act() -> None:
+                try:
+                    during()
+                except BaseException as exc:  # told as a problem of the case, below
+                    failed.append(exc)
+
+            acting = threading.Thread(target=act, daemon=True)
+            acting.start()
         try:
             out_b, err_b = proc.communicate(input=stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -205,6 +236,8 @@ class Hostile:
                 with contextlib.suppress(psutil.Error):
                     p.kill()
             out_b, err_b = proc.communicate(timeout=10)
+        if acting is not None:
+            acting.join(timeout=30)
         wall = time.monotonic() - t0
         out = out_b.decode("utf-8", "replace")
         err = err_b.decode("utf-8", "replace")
@@ -220,6 +253,8 @@ class Hostile:
         )
         self._judge(outcome, before_kids, token, before_files, allow_new)
         self._judge_message(outcome, mention, where, max_lines, quiet_stdout)
+        if failed:
+            outcome.problems.append(f"what the case did while mmops ran failed: {failed[0]!r}")
         TALLY.append(outcome)
         assert not outcome.problems, self._report(outcome)
         return outcome
@@ -238,10 +273,12 @@ class Hostile:
             o.problems.append(f"hang: still running after {o.wall_s:.1f} s; killed")
         elif o.rc not in o.expect_rc:
             o.problems.append(f"exit code {o.rc}, expected {' or '.join(map(str, o.expect_rc))}")
-        # Python prints an uncaught exception on stderr. stdout may quote a log's own traceback
-        # (a diagnose report), so there only mmops' own frames count.
+        # Python prints an uncaught exception on stderr, from its first column. stdout may quote
+        # a log's own traceback (a diagnose report), and serve's stderr the server's last lines,
+        # indented: there only mmops' own frames count.
         own_frame = f'File "{REPO / "mmops"}'
-        if "Traceback" in o.stderr or ("Traceback" in o.stdout and own_frame in o.stdout):
+        own = any(line.startswith("Traceback") for line in o.stderr.splitlines())
+        if own or any(own_frame in text and "Traceback" in text for text in (o.stdout, o.stderr)):
             o.traceback = True
             o.problems.append("a Traceback was printed")
         # Survivors: our own new children, and anything carrying the marker (reparented to init).
@@ -319,6 +356,17 @@ def hostile(tmp_path: Path) -> Hostile:
 
 
 @pytest.fixture
+def disks(tmp_path: Path) -> Iterator[Disks]:
+    """Small disks (tmpfs, or an injected error where mount is refused) under the case folder;
+    every mount is undone after the case."""
+    made = Disks(tmp_path)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture
 def model(tmp_path: Path) -> Path:
     """A well-formed model directory (recorded Qwen2.5-VL-7B files, tiny real safetensors)."""
     from build_model_dir import build_model_dir  # tests/fixtures, on sys.path via tests/conftest
@@ -334,8 +382,37 @@ def launch() -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not TALLY:
+    if not (TALLY or SIGNAL_TALLY or LEAKS):
         return
+    tr = terminalreporter
+    tr.write_sep("-", "hostile inputs")
+    if TALLY:
+        _write_tally(tr)
+    if DISKS:
+        kinds = ", ".join(f"{DISKS.count(k)} on {k}" for k in sorted(set(DISKS)))
+        tr.write_line(f"         state-dir cases (read-only, full disk): {kinds}")
+    if SIGNAL_TALLY:
+        by: dict[str, int] = {}
+        for c in SIGNAL_TALLY:
+            by[c.command] = by.get(c.command, 0) + 1
+        per = ", ".join(f"{cmd} {k}" for cmd, k in by.items())
+        survivors = sum(bool(c.survivors) for c in SIGNAL_TALLY)
+        torn = sum(bool(c.torn) for c in SIGNAL_TALLY)
+        told = sum(c.ended is not None for c in SIGNAL_TALLY if c.signal != "SIGKILL")
+        lived = sum(c.signal != "SIGKILL" for c in SIGNAL_TALLY)
+        tr.write_line(
+            f"signals: {len(SIGNAL_TALLY)} cases ({per}), {survivors} with survivors, "
+            f"{torn} with torn records, {told}/{lived} say how they ended where mmops lived"
+        )
+    if LEAKS:
+        found = sum(LEAKS.values())
+        tr.write_line(
+            f"secrets: {len(PLANTED)} planted, {found} found in {len(LEAKS)} places "
+            f"({', '.join(f'{k} {v}' for k, v in LEAKS.items())})"
+        )
+
+
+def _write_tally(tr: pytest.TerminalReporter) -> None:
     n = len(TALLY)
     clear = sum(o.clear_error for o in TALLY)
     worked = sum(o.worked for o in TALLY)
@@ -345,8 +422,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     left = sum(bool(o.leftovers) for o in TALLY)
     other = sum(bool(o.problems) for o in TALLY)
     slowest = max(TALLY, key=lambda o: o.wall_s)
-    tr = terminalreporter
-    tr.write_sep("-", "hostile inputs")
     tr.write_line(
         f"hostile: {n} cases, {clear} clear errors, {tracebacks} tracebacks, {hangs} hangs, "
         f"{orphans} orphans"

@@ -140,7 +140,8 @@ def test_event_with_a_time_out_of_range(hostile, runs):
     rec = {**FAILED, "time": 1e300}
     make_run(runs, "20260101T000000Z-t", line(rec) + line({**FAILED, "time": float("nan")}))
     out = hostile.run(["logs", "--state-dir", runs, "t", "--events"], expect_rc=0, where=None)
-    assert "(bad time 1e+300) FAILED" in out.stdout and "(bad time nan)" in out.stdout
+    # Both records are shown, and neither time is passed off as a real one.
+    assert out.stdout.count("(bad time) FAILED") == 2, out.stdout
 
 
 def test_event_fields_of_the_wrong_type(hostile, runs):
