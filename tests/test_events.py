@@ -184,3 +184,10 @@ def test_parse_time_refuses_what_no_run_could_record(value):
 def test_parse_time_round_trips_iso_and_keeps_epoch_numbers():
     assert parse_time(iso_time(1_764_000_000.25)) == pytest.approx(1_764_000_000.25, abs=1e-3)
     assert parse_time(1_764_000_000) == 1_764_000_000.0
+
+
+def test_a_note_while_ready_keeps_uptime_and_time_to_ready():
+    ready = StateChanged(2, 100.0, 1, State.READY, "ready in 5.0 s", {"startup_s": 5.0})
+    note = StateChanged(3, 160.0, 1, State.READY, "recording stopped, the server keeps running")
+    st = fold_all([StateChanged(1, 95.0, 1, State.STARTING, "starting", {"pid": 7}), ready, note])
+    assert (st.ready_at, st.startup_s, st.reason) == (100.0, 5.0, note.reason)

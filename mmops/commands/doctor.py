@@ -40,10 +40,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--list-devices", action="store_true", help="list accelerators known for offline planning"
     )
     p.add_argument("-v", "--verbose", action="store_true", help="show detail for every check")
+    add_ray_arguments(p, "check")
+    p.set_defaults(func=run, accepts_vllm_flags=True)
+
+
+def add_ray_arguments(p: argparse.ArgumentParser, verb: str = "join") -> None:
+    """--ray-address / --ray-timeout, shared by doctor, plan, serve and tui."""
     p.add_argument(
         "--ray-address",
         metavar="HOST:PORT",
-        help="with --distributed-executor-backend ray: the Ray head to check (default: "
+        help=f"with --distributed-executor-backend ray: the Ray head to {verb} (default: "
         "RAY_ADDRESS, else auto, the cluster started on this machine)",
     )
     p.add_argument(
@@ -52,7 +58,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --distributed-executor-backend ray: seconds the cluster probe may take "
         "(default 30)",
     )
-    p.set_defaults(func=run, accepts_vllm_flags=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,6 +113,17 @@ def ray_options(args: argparse.Namespace, spec: LaunchSpec) -> dict[str, Any]:
     if args.ray_timeout is not None:
         out["ray_timeout"] = seconds(args.ray_timeout, "--ray-timeout")
     return out
+
+
+def ray_launch(args: argparse.Namespace, spec: LaunchSpec) -> tuple[LaunchSpec, float | None]:
+    """For the commands that launch (plan, serve, tui): --ray-address becomes the server's
+    RAY_ADDRESS, which vLLM's ray.init(address=None) joins (ray/_private/worker.py:1688, Ray
+    2.60; vllm/v1/executor/ray_utils.py:570 passes no address) and the preflight probes;
+    --ray-timeout bounds that probe."""
+    opts = ray_options(args, spec)
+    if "ray_address" in opts:
+        spec = spec.with_env("RAY_ADDRESS", opts["ray_address"])
+    return spec, opts.get("ray_timeout")
 
 
 def seconds(text: str, flag: str) -> float:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from mmops.commands.doctor import add_ray_arguments, ray_launch
 from mmops.launch.preflight import launch_spec, preflight
 from mmops.launch.spec import add_launch_arguments
 
@@ -21,13 +22,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_launch_arguments(p)
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.add_argument("--no-preflight", action="store_true", help="do not run the doctor first")
+    add_ray_arguments(p)
     p.set_defaults(func=run, accepts_vllm_flags=True)
 
 
 def run(args: argparse.Namespace) -> int:
     from mmops.launch.plan import build_plan, render
 
-    spec, pre = preflight(launch_spec(args), args.no_preflight)
+    spec, ray_timeout = ray_launch(args, launch_spec(args))
+    spec, pre = preflight(spec, args.no_preflight, ray_timeout)
     plan = build_plan(spec)
     if args.json:
         json.dump(plan.to_dict(preflight=pre.to_dict()), sys.stdout, indent=2)

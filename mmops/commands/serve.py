@@ -9,6 +9,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
+from mmops.commands.doctor import add_ray_arguments, ray_launch
 from mmops.launch.spec import add_launch_arguments
 from mmops.serve.states import State
 
@@ -38,6 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "exit 0 only if READY was reached (and the suite passed)",
     )
     p.add_argument("--no-preflight", action="store_true", help="do not run the doctor first")
+    add_ray_arguments(p)
     p.add_argument("--quiet", "-q", action="store_true", help="do not echo the server's output")
     p.add_argument(
         "--stop-timeout",
@@ -56,9 +58,11 @@ def run(args: argparse.Namespace) -> int:
 
     stop_s = max(0.0, args.stop_timeout)
     out = Renderer(sys.stderr, quiet=args.quiet or args.smoke)
+    spec, ray_timeout = ray_launch(args, launch_spec(args))
     session = Session.prepare(
-        launch_spec(args),
+        spec,
         skip_preflight=args.no_preflight,
+        ray_timeout=ray_timeout,
         state_dir=args.state_dir,
         options=Options(stop_sigint_s=stop_s, stop_sigterm_s=stop_s),
         on_event=out.event,
@@ -166,7 +170,8 @@ class Renderer:
             if ev.log:
                 extra.append(f"log: {ev.log}")
         elif ev.state == State.READY:
-            extra.append(f"serving {ev.model} at {ev.url}")
+            if ev.url:  # not on a note made while READY (the Ray node watch's)
+                extra.append(f"serving {ev.model} at {ev.url}")
             for ch in ev.fixed_by:
                 extra.append(
                     f"fixed automatically by {ch.change} (after {ch.signature}); "
@@ -178,9 +183,12 @@ class Renderer:
                 extra.append(f"server: {ev.fields['exit']}")
             if cause:
                 where = f"line {cause.line_no}" if cause.line_no else "log"
+                if ev.fields.get("node"):  # a dead Ray node: the GCS said it, not the log
+                    where = "Ray GCS"
                 extra.append(f"evidence ({where}): {cause.line[:300]}")
                 extra.append(f"meaning: {cause.meaning}")
-            if ev.state == State.FAILED and ev.fix:
+            # A dead Ray node needs a person before any retry can work: its fix shows at once.
+            if ev.fix and (ev.state == State.FAILED or ev.fields.get("node")):
                 extra.append(f"fix: {ev.fix}")
         self._print(f"mmops: {head}")
         for line in extra:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mmops.commands.doctor import add_ray_arguments, ray_launch
 from mmops.errors import UsageError
 from mmops.launch.spec import add_launch_arguments
 
@@ -29,6 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--start", action="store_true", help="start the server as the screen opens")
     p.add_argument("--no-preflight", action="store_true", help="do not run the doctor first")
+    add_ray_arguments(p)
     p.add_argument("--attach", metavar="URL", help="watch a server started elsewhere")
     p.add_argument("--log-file", metavar="PATH", help="with --attach: the server's log file")
     p.add_argument("--model-path", metavar="DIR", help="with --attach: the model dir (stop ids)")
@@ -52,7 +54,9 @@ def _target(args: argparse.Namespace) -> Target:
     if args.attach and args.run_ref:
         raise UsageError("--attach and --run: pick one (a live server or a recorded run)")
     watching = args.attach or args.run_ref
-    if watching and (args.profile or args.model or getattr(args, "vllm_argv", None) or args.start):
+    launch_only = (args.profile, args.model, getattr(args, "vllm_argv", None), args.start,
+                   args.ray_address, args.ray_timeout)  # fmt: skip
+    if watching and any(launch_only):
         raise UsageError(
             "--attach/--run watch an existing server: drop --profile/--model/--start and vLLM flags"
         )
@@ -88,16 +92,29 @@ def _target(args: argparse.Namespace) -> Target:
     from mmops.serve.supervisor import Options
 
     stop_s = max(0.0, args.stop_timeout)
+    spec, ray_timeout = ray_launch(args, launch_spec(args))
     session = Session.prepare(
-        launch_spec(args),
+        spec,
         skip_preflight=args.no_preflight,
+        ray_timeout=ray_timeout,
         state_dir=args.state_dir,
         options=Options(stop_sigint_s=stop_s, stop_sigterm_s=stop_s),
     )
     cpu = session.spec.device.kind == "cpu"
+    plan = session.plan()
+    cluster = None
+    if plan.ray:  # the Devices tab shows the Ray nodes, from the doctor's node probe
+        import functools
+
+        from mmops.cluster.probe import DEFAULT_TIMEOUT_S, probe_cluster
+
+        model = os.path.abspath(session.spec.model) if session.spec.model else None
+        address = str(plan.ray.get("address") or "auto")
+        timeout = ray_timeout or DEFAULT_TIMEOUT_S
+        cluster = functools.partial(probe_cluster, plan.python, address, model, timeout)
     return Target(
         "launch", session.supervisor, session.spec.name, session=session,
-        start_now=args.start, cpu=cpu, suite=args.suite, url=session.plan().url,
+        start_now=args.start, cpu=cpu, suite=args.suite, url=plan.url, cluster=cluster,
     )  # fmt: skip
 
 

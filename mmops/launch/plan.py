@@ -68,6 +68,9 @@ class Plan:
     allocator: dict[str, str] = field(default_factory=dict)  # var -> "value (origin)"
     defaults: list[str] = field(default_factory=list)  # "--flag V" / "ENV=V" from the reference
     notes: list[str] = field(default_factory=list)
+    # --distributed-executor-backend ray: the cluster joined and how the environment reaches
+    # the workers on other nodes (mmops.cluster.runtime_env.RayEnv.to_dict); empty otherwise.
+    ray: dict[str, Any] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -100,6 +103,8 @@ class Plan:
             "defaults": self.defaults,
             "notes": self.notes,
         }
+        if self.ray:
+            out["ray"] = self.ray
         if preflight is not None:
             out["preflight"] = preflight
         return out
@@ -286,6 +291,17 @@ def build_plan(
     env = {k: str(v) for k, v in spec.env_delta(parent).items()}
     if found is not None and found.env_names is not None:
         notes += _rename_env(env, spec, parent, found)
+    ray: dict[str, Any] = {}
+    if str(args.get("distributed-executor-backend") or "").lower() == "ray":
+        from mmops.cluster.runtime_env import plan_ray_env
+
+        # What the launch sets (even to the value this shell has) must hold on every node.
+        full = {**parent, **env}
+        launch = {k: full[k] for k in {*spec.env, *env} if k in full}
+        ray_env = plan_ray_env(launch, parent, found.env_names if found else None, version)
+        env.update(ray_env.env)
+        notes += ray_env.notes
+        ray = ray_env.to_dict()
     defaults = [f"--{k} {args[k]}" for k in [*sorted(spec.defaults), *added] if k in args]
     # A reference env default counts only where this shell does not already set the variable.
     defaults += [
@@ -325,6 +341,7 @@ def build_plan(
         allocator=allocator,
         defaults=defaults,
         notes=notes,
+        ray=ray,
     )
 
 
@@ -359,6 +376,8 @@ def render(plan: Plan, preflight_line: str | None = None) -> str:
         lines.append("allocator: defaults (no PYTORCH_NPU_ALLOC_CONF / PYTORCH_CUDA_ALLOC_CONF)")
     if plan.defaults:
         lines.append("from the reference defaults: " + ", ".join(plan.defaults))
+    if plan.ray:
+        lines += _render_ray(plan.ray)
     lines.append(f"listens on: {plan.url}  (model name: {plan.served_model})")
     lines.append(f"cwd: {plan.cwd}")
     if preflight_line:
@@ -366,6 +385,23 @@ def render(plan: Plan, preflight_line: str | None = None) -> str:
     for note in plan.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def _render_ray(ray: dict[str, Any]) -> list[str]:
+    """The Ray part of the plan: the cluster joined, what reaches the workers on other nodes."""
+    lines = [f"ray: joins {ray.get('address') or 'auto'} (RAY_ADDRESS, else auto)"]
+    carried = ray.get("carried") or []
+    if carried:
+        lines.append(
+            f"ray: every node's workers get (job runtime env, {ray.get('runtime_env_var')}): "
+            + ", ".join(carried)
+        )
+    copied = ray.get("copied_by_vllm") or []
+    if copied:
+        lines.append("ray: vLLM copies from this shell: " + ", ".join(copied))
+    for name, why in (ray.get("left_out") or {}).items():
+        lines.append(f"ray: not carried: {name}: {why}")
+    return lines
 
 
 def _split_head(argv: list[str]) -> tuple[list[str], list[str]]:

@@ -53,14 +53,17 @@ def launch_spec(args: argparse.Namespace) -> LaunchSpec:
     return spec
 
 
-def preflight(spec: LaunchSpec, skip: bool) -> tuple[LaunchSpec, Preflight]:
-    """Run the doctor (unless skipped) and add the device's reference defaults to the launch."""
+def preflight(
+    spec: LaunchSpec, skip: bool, ray_timeout: float | None = None
+) -> tuple[LaunchSpec, Preflight]:
+    """Run the doctor (unless skipped) and add the device's reference defaults to the launch.
+    ``ray_timeout``: how long a Ray launch's cluster probe may take (--ray-timeout)."""
     kind = spec.device.kind
     if skip:
         return (spec.with_device_defaults(kind) if kind != "auto" else spec), Preflight(None)
     from mmops.doctor import run_checks  # deferred: the doctor pulls in platform probing
 
-    report = run_checks(spec)
+    report = run_checks(spec, ray_timeout=ray_timeout) if ray_timeout else run_checks(spec)
     if kind == "auto":
         kind = str(report.context.get("device") or "auto")
     return spec.with_device_defaults(kind), Preflight(report)

@@ -303,6 +303,8 @@ def fold(st: Status, ev: AnyEvent) -> Status:
             phase=None,
             ready_at=None,
         )
+    elif ev.state == State.READY and st.state == State.READY:
+        pass  # a note while serving (recording stopped, a node watch): uptime goes on
     elif ev.state == State.READY:
         out = replace(
             out, ready_at=ev.time, startup_s=ev.startup_s, url=ev.url or st.url,

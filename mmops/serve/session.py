@@ -49,12 +49,14 @@ class Session:
         run_dir: Run,
         supervisor: Supervisor,
         skip_preflight: bool = False,
+        ray_timeout: float | None = None,
     ) -> None:
         self.spec = spec
         self.preflight = pre
         self.run_dir = run_dir
         self.supervisor = supervisor
         self.skip_preflight = skip_preflight
+        self.ray_timeout = ray_timeout
 
     @classmethod
     def prepare(
@@ -68,10 +70,12 @@ class Session:
         on_lines: Callable[[int, list[str]], None] | None = None,
         vllm: Installed | None | bool = True,
         planner: Planner | None = None,
+        ray_timeout: float | None = None,
     ) -> Session:
         """Preflight, run folder, planner and supervisor. ``vllm=True`` reads the installed
-        vLLM of the launch's interpreter once (not per attempt)."""
-        spec, pre = preflight(spec, skip_preflight)
+        vLLM of the launch's interpreter once (not per attempt). ``ray_timeout``: how long a
+        Ray launch's cluster probe may take (--ray-timeout)."""
+        spec, pre = preflight(spec, skip_preflight, ray_timeout)
         run = Run.create(state_root(state_dir), spec.name)
         try:
             run.write_json("preflight.json", pre.to_dict())
@@ -87,7 +91,7 @@ class Session:
         sup = Supervisor(
             spec, planner=planner, run_dir=run, options=options, on_event=on_event, on_lines=on_lines
         )
-        return cls(spec, pre, run, sup, skip_preflight)
+        return cls(spec, pre, run, sup, skip_preflight, ray_timeout)
 
     @property
     def blocked(self) -> bool:
@@ -119,7 +123,7 @@ class Session:
         """Re-run the preflight, on ``spec`` when the launch changed; the next attempt uses it.
 
         Writes preflight.json again and, for a change, an event that says what changed."""
-        new_spec, pre = preflight(spec or self.spec, self.skip_preflight)
+        new_spec, pre = preflight(spec or self.spec, self.skip_preflight, self.ray_timeout)
         self.spec = new_spec
         self.preflight = pre
         self.supervisor.spec = new_spec

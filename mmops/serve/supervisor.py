@@ -18,20 +18,26 @@ per retry). What it decides here:
   EngineDeadError on SIGTERM) is not classified.
 - Output lines are batched for views (one ``LogLines`` per ~50 ms) and watched for the engine
   dying behind a live API and for start-up phases (``diagnose.phases``).
+- With ``--distributed-executor-backend ray`` the Ray cluster's nodes join liveness
+  (``health.NodeWatch``, one GCS read every ``cluster_interval_s``): a node alive at READY that
+  is dead now ends the attempt as the named failure ``ray.node_died`` (the node's address and
+  id, the table's meaning and fix), also when the engine died first and its log blames only a
+  consequence. Retrying waits until the node is back in the cluster, else FAILED.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mmops import redact
 from mmops.diagnose.phases import PhaseTracker
@@ -55,6 +61,9 @@ from mmops.serve.logstore import LogChunk, read_range
 from mmops.serve.policy import Backoff
 from mmops.serve.runs import Run, record_error
 from mmops.serve.states import TERMINAL, State
+
+if TYPE_CHECKING:  # mmops.cluster is imported only by a Ray launch
+    from mmops.cluster.watch import NodePoll, NodeState
 
 __all__ = ["Cause", "Options", "State", "Supervisor", "classify_attempt"]
 
@@ -151,6 +160,22 @@ class Options:
     engine_min_age_s: float = 3.0  # tree processes older than this at READY are watched
     tail_lines: int = 20000  # lines of each attempt kept in memory for classification
     drain_timeout_s: float = 5.0  # wait for the pipe to close after the child exits
+    # --distributed-executor-backend ray: the cluster's nodes (see health.NodeWatch)
+    cluster_interval_s: float = 15.0  # one GCS read of the node table per this many seconds
+    # After an attempt fails, how long a node may take to show dead in the GCS (Ray marks a
+    # node whose raylet vanished dead after missed health checks, measured in
+    # docs/multinode.md) while the log blames only a consequence (a dead worker, the engine).
+    node_death_grace_s: float = 30.0
+    node_recheck_s: float = 2.0  # poll interval during that grace and while waiting for a node
+    node_return_s: float = 600.0  # how long a retry waits for a dead node to rejoin
+
+
+class NodeWatcher(Protocol):
+    """What the supervisor needs of a node watch (health.NodeWatch; tests script one)."""
+
+    async def poll(self) -> NodePoll: ...
+
+    async def close(self) -> None: ...
 
 
 Planner = Callable[[LaunchSpec], Plan]
@@ -166,6 +191,7 @@ class _Outcome:
     # Lines the child wrote before mmops began stopping it: what it says after our SIGINT
     # (shutdown noise, EngineDeadError) is our doing, not a cause.
     lines_before_stop: int | None = None
+    lost: list[NodeState] = field(default_factory=list)  # Ray nodes found dead (node_lost)
 
 
 class Supervisor:
@@ -184,6 +210,7 @@ class Supervisor:
         suite_probe: SuiteProbe | None = None,
         rng: random.Random | None = None,
         base_env: Mapping[str, str] | None = None,
+        node_watch: Callable[[Plan], NodeWatcher] | None = None,
     ) -> None:
         self.spec = spec
         self.planner = planner or build_plan
@@ -193,6 +220,7 @@ class Supervisor:
         self.on_lines = on_lines
         self.suite_probe = suite_probe if suite_probe is not None else _default_suite_probe(spec)
         self.base_env = dict(os.environ if base_env is None else base_env)
+        self.node_watch_factory = node_watch or self._default_node_watch
 
         self.attempt = 0
         self.changes: list[remedy.Change] = []  # remedies applied so far, in order
@@ -221,6 +249,10 @@ class Supervisor:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._phases = PhaseTracker()
         self._ready_at: float | None = None
+        self._watch: NodeWatcher | None = None  # Ray launches: the cluster's node table
+        self._warm: asyncio.Future[Any] | None = None  # the watch's first poll (starts it)
+        self._baseline: NodePoll | None = None  # the nodes alive at this attempt's READY
+        self._watch_error: str | None = None  # the watch's failure last said (said once)
         sigs = load_signatures()
         dead = [p.pattern for s in sigs if s.id == "engine.dead" for p in s.patterns]
         self._dead_re = re.compile("|".join((*_ENGINE_DEAD_BUILTIN, *dead)))
@@ -387,6 +419,7 @@ class Supervisor:
                 self._emit(State.FAILED, f"mmops internal error: {exc!r}", internal=True)
             raise
         finally:
+            await self._close_watch()
             self._flush_lines()
             self._bus.close()
             for _wanted, fut in self._waiters:
@@ -400,6 +433,12 @@ class Supervisor:
         self.plan = plan
         if self.attempt == 1 and self.run_dir is not None:
             self.run_dir.write_json("plan.json", plan.to_dict())
+        self._baseline = None
+        if self._watch is None and is_ray_launch(self.spec):
+            self._watch = self.node_watch_factory(plan)
+            # Start the helper (`import ray`, ~2 s of CPU) while vLLM loads: READY's poll is
+            # then one GCS read.
+            self._warm = asyncio.ensure_future(self._watch.poll())
         env = {**self.spec.child_env(self.base_env), **plan.env}
         log = self.run_dir.open_attempt_log(self.attempt) if self.run_dir is not None else None
         self._tail.clear()
@@ -527,6 +566,18 @@ class Supervisor:
         )
         cause = await asyncio.to_thread(classify_attempt, lines, first, label)
         self.cause = cause
+        # A Ray launch: a node that died is the cause, whatever the engine logged after it.
+        lost = list(outcome.lost)
+        if not lost and self._baseline is not None:
+            blames_little = (
+                cause is None or cause.role == "consequence" or "ray" in cause.signature.tags
+            )
+            lost = await self._find_lost(wait=blames_little)
+        if lost:
+            log = str(self.run_dir.attempt_log(self.attempt)) if self.run_dir else None
+            said = {"log_cause": cause.to_dict()} if cause is not None else {}
+            facts = {"exit": reaper.describe_exit(outcome.returncode), "log": log, **said}
+            return await self._node_failure(outcome, lost, facts)
         failures = self._backoff.record_failure(time.monotonic(), outcome.ready_for_s)
         common: dict[str, Any] = {
             "exit": reaper.describe_exit(outcome.returncode),
@@ -667,6 +718,16 @@ class Supervisor:
                 reason = f"ready in {took:.1f} s with the automatic fix {fixes}"
             else:
                 reason = f"ready in {took:.1f} s"
+            # A Ray launch: the nodes alive at READY are the baseline the watch compares with;
+            # said with READY (the helper started with the attempt: one GCS read by now).
+            first = asyncio.ensure_future(self._poll_nodes()) if self._watch else None
+            if first is not None:
+                await asyncio.wait({first}, timeout=2.0)
+            answer = _answered(first)
+            nodes = self._take_baseline(answer) if answer is not None else None
+            baseline = self._baseline.alive if nodes and self._baseline else []
+            if nodes:
+                reason += f"; {nodes}"
             self._emit(
                 State.READY,
                 reason,
@@ -675,6 +736,7 @@ class Supervisor:
                 startup_s=round(took, 3),
                 fixed_by=[c.to_dict() for c in self.changes] or None,
                 sample=sample_done or None,
+                nodes=[n.to_dict() for n in baseline] or None,
             )
             healthy_noted = False
 
@@ -689,21 +751,230 @@ class Supervisor:
                     healthy_noted = True
                     self._backoff.reset()
 
-            why = await health.watch(
-                client,
-                child.pid,
-                health.Liveness(
-                    opts.liveness_interval_s or ready_cfg.interval_s,
-                    opts.liveness_failures,
-                    opts.engine_min_age_s,
-                ),
-                self._alarm,
-                lambda: self._dead_line,
-                lambda: child.returncode is None and health.alive(child.pid),
-                tick,
+            liveness = asyncio.ensure_future(
+                health.watch(
+                    client,
+                    child.pid,
+                    health.Liveness(
+                        opts.liveness_interval_s or ready_cfg.interval_s,
+                        opts.liveness_failures,
+                        opts.engine_min_age_s,
+                    ),
+                    self._alarm,
+                    lambda: self._dead_line,
+                    lambda: child.returncode is None and health.alive(child.pid),
+                    tick,
+                )
             )
+            watchers: set[asyncio.Future[Any]] = {liveness}
+            watch = None
+            if self._watch is not None:
+                pending = first if first is not None and not first.done() else None
+                watch = asyncio.ensure_future(self._watch_nodes(pending))
+                watchers.add(watch)
+            try:
+                done, _ = await asyncio.wait(watchers, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in watchers:
+                    task.cancel()
+                if first is not None:
+                    first.cancel()
+            if watch is not None and watch in done:
+                return watch.result()
+            why = liveness.result()
             self._emit(State.UNHEALTHY, why)
             return _Outcome("unhealthy", why)
+
+    # ---------------------------------------------------------------- Ray cluster nodes
+
+    def _default_node_watch(self, plan: Plan) -> NodeWatcher:
+        return health.NodeWatch(
+            plan.python,
+            str(plan.ray.get("address") or "auto"),
+            {**self.spec.child_env(self.base_env), **plan.env},
+        )
+
+    async def _poll_nodes(self) -> NodePoll:
+        """One read of the node table; the watch's failures are said once each (a watch that
+        cannot read the cluster is no reason to stop a server that serves)."""
+        assert self._watch is not None
+        if self._warm is not None:
+            warm, self._warm = self._warm, None
+            with contextlib.suppress(Exception):  # the poll below says what is wrong
+                await warm
+        poll = await self._watch.poll()
+        if not poll.ok and poll.error != self._watch_error:
+            self._watch_error = poll.error
+            self.note(f"Ray node watch: {poll.error}", cluster_watch=poll.kind)
+        elif poll.ok and self._watch_error is not None:
+            self._watch_error = None
+            self.note("Ray node watch: the cluster answers again", cluster_watch="ok")
+        return poll
+
+    def _take_baseline(self, poll: NodePoll) -> str | None:
+        """The nodes alive now become the baseline; how to say it (None: no table)."""
+        if not poll.ok:
+            return None
+        self._baseline = poll
+        names = ", ".join(n.label for n in poll.alive)
+        every = self.options.cluster_interval_s
+        return f"watching {len(poll.alive)} Ray node(s) every {every:g} s: {names}"
+
+    async def _watch_nodes(self, first: asyncio.Future[NodePoll] | None = None) -> _Outcome:
+        """While READY: every ``cluster_interval_s``, whether a node of the baseline died (the
+        baseline is taken here when READY could not wait for it). Returns only for a dead
+        node."""
+        from mmops.cluster.watch import describe, lost_nodes
+
+        interval = self.options.cluster_interval_s
+        if self._baseline is not None:
+            await asyncio.sleep(interval)
+        while True:
+            poll = await (first if first is not None else self._poll_nodes())
+            first = None
+            if self._baseline is None:
+                said = self._take_baseline(poll)
+                if said is not None and self._baseline is not None:
+                    self.note(said, nodes=[n.to_dict() for n in self._baseline.alive])
+            else:
+                lost = lost_nodes(self._baseline, poll)
+                if lost:
+                    why = describe(lost)
+                    self._emit(State.UNHEALTHY, why, **_node_fields(lost))
+                    return _Outcome("node_lost", why, lost=lost)
+            await asyncio.sleep(interval)
+
+    async def _find_lost(self, wait: bool) -> list[NodeState]:
+        """After a failed attempt: the baseline's nodes that are dead now; with ``wait``, keep
+        looking for ``node_death_grace_s`` (the GCS marks a vanished node dead only after missed
+        health checks, while vLLM sees its worker die at once)."""
+        from mmops.cluster.watch import head_lost, lost_nodes
+
+        baseline = self._baseline
+        if baseline is None or self._watch is None:
+            return []
+        grace = self.options.node_death_grace_s if wait else 0.0
+        deadline = time.monotonic() + grace
+        unreachable = 0
+        said = False
+        while True:
+            poll = await self._poll_nodes()
+            lost = lost_nodes(baseline, poll)
+            if lost:
+                return lost
+            head = head_lost(baseline, poll)
+            unreachable = unreachable + 1 if head is not None else 0
+            if head is not None and (unreachable >= 2 or not wait):
+                return [head]
+            if time.monotonic() >= deadline or self._stop.is_set():
+                return []
+            if not said:
+                said = True
+                self.note(
+                    f"checking whether a Ray node died (Ray marks a lost node dead after its "
+                    f"health checks fail; looking for up to {grace:g} s)"
+                )
+            await self._sleep_unless_stopped(self.options.node_recheck_s)
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({stop}, timeout=seconds)
+        finally:
+            stop.cancel()
+
+    async def _wait_back(self, lost: list[NodeState]) -> NodeState | None:
+        """Poll until every lost node is back (see cluster.watch.is_back), a stop is asked
+        for, or ``node_return_s`` passes; the node that stands for the first one, or None."""
+        from mmops.cluster.watch import is_back
+
+        baseline = self._baseline
+        assert baseline is not None
+        deadline = time.monotonic() + self.options.node_return_s
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            poll = await self._poll_nodes()
+            back = [is_back(n, baseline, poll) for n in lost]
+            if all(b is not None for b in back):
+                return back[0]
+            await self._sleep_unless_stopped(self.options.node_recheck_s)
+        return None
+
+    async def _close_watch(self) -> None:
+        warm, self._warm = self._warm, None
+        if warm is not None:
+            warm.cancel()
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            await watch.close()
+
+    async def _node_failure(
+        self, outcome: _Outcome, lost: list[NodeState], common: dict[str, Any]
+    ) -> bool:
+        """A dead Ray node: the named failure; retry only once it is back. True to retry."""
+        from mmops.cluster.watch import SIGNATURE, describe
+        from mmops.diagnose.table import by_id
+
+        sig = by_id(SIGNATURE)
+        node = lost[0]
+        captures = {"node_ip": node.ip} if node.ip else {}
+        cause = Cause(sig, captures, describe(lost), None, render_fix(sig, captures), "cause")
+        self.cause = cause
+        failures = self._backoff.record_failure(time.monotonic(), outcome.ready_for_s)
+        common = {**common, "cause": cause.to_dict(), **_node_fields(lost)}
+        what = f"{describe(lost)} ({sig.id})"
+        if self._backoff.exhausted:
+            window = self.spec.restart.window_s
+            self._emit(
+                State.FAILED,
+                f"{what}; gave up after {failures} failed attempts within {window:g} s",
+                fix=cause.fix,
+                **common,
+            )
+            return False
+        wait_s = self.options.node_return_s
+        self._emit(
+            State.BACKOFF,
+            f"{what}; a retry cannot place vLLM's workers without it: retrying once "
+            f"{'it is' if len(lost) == 1 else 'they are'} back in the Ray cluster "
+            f"(waiting up to {wait_s:g} s)",
+            fix=cause.fix,
+            waiting_for=[n.label for n in lost],
+            **common,
+        )
+        back = await self._wait_back(lost)
+        if self._stop.is_set():
+            self._emit_end(f"requested stop (while waiting for {node.label})")
+            return False
+        if back is None:
+            self._emit(
+                State.FAILED,
+                f"{what}; not back within {wait_s:g} s, and vLLM cannot start without it",
+                fix=cause.fix,
+                **common,
+            )
+            return False
+        self.note(f"{back.label} is alive in the Ray cluster again; restarting the server",
+                  node_back=back.to_dict())  # fmt: skip
+        return True
+
+
+def _answered(fut: asyncio.Future[NodePoll] | None) -> NodePoll | None:
+    """A poll's answer if it has one by now."""
+    if fut is None or not fut.done() or fut.cancelled() or fut.exception() is not None:
+        return None
+    return fut.result()
+
+
+def is_ray_launch(spec: LaunchSpec) -> bool:
+    return str(spec.get("distributed-executor-backend") or "").lower() == "ray"
+
+
+def _node_fields(lost: list[NodeState]) -> dict[str, Any]:
+    """Event details naming dead nodes: ``node`` (the first), ``nodes_lost`` when several."""
+    out: dict[str, Any] = {"node": lost[0].to_dict()}
+    if len(lost) > 1:
+        out["nodes_lost"] = [n.to_dict() for n in lost]
+    return out
 
 
 def _say(outcome: _Outcome, cause: Cause | None) -> str:

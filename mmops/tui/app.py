@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -36,11 +37,18 @@ from mmops.serve.states import TERMINAL, State
 from mmops.tui.widgets.devices import DevicesPanel
 from mmops.tui.widgets.logview import LogView
 from mmops.tui.widgets.preflight import PreflightTable
+from mmops.tui.widgets.ray_nodes import RayNodesPanel
 from mmops.tui.widgets.server import ServerPanel
 from mmops.tui.widgets.service import ServicePanel
 from mmops.tui.widgets.status import StatusHeader
 
+if TYPE_CHECKING:
+    from mmops.cluster.report import ClusterReport
+
 DEVICE_POLL_S = 2.0
+# A Ray launch's node panels come from the doctor's node probe: one task on every node, a few
+# seconds of CPU on each (docs/multinode.md), hence a slow refresh (and `d` for one now).
+CLUSTER_POLL_S = 120.0
 DEVICE_TIMEOUT_S = 5.0
 METRICS_POLL_S = 2.0
 
@@ -61,6 +69,10 @@ class Target:
     model_path: str | None = None  # attach mode: the model dir, for stop token ids
     suite: str | None = None  # what `p` runs: --suite, else the launch's suite, else smoke
     url: str | None = None  # where the server will answer, before it has started
+    # A Ray launch: what reports on its cluster (mmops.cluster.probe_cluster, bound to the
+    # launch's python, address and model; tests hand a recorded report). The Devices tab then
+    # shows one panel per Ray node instead of this host's devices.
+    cluster: Callable[[], ClusterReport] | None = None
 
     def __post_init__(self) -> None:
         if self.attach is None and isinstance(self.source, AttachSource):
@@ -103,7 +115,8 @@ HINTS = {
 HELP = """\
 s start   x stop   r restart   p probe (suite)   c re-run preflight   a apply the fix
 / search  n / N next / previous match   e warnings+errors only   f follow
-[ / ] previous / next attempt   1-4 tabs   ? this help   q quit (asks while a server runs)
+[ / ] previous / next attempt   1-4 tabs   d probe the Ray nodes again (Ray launches)
+? this help   q quit (asks while a server runs)
 """
 
 
@@ -132,6 +145,7 @@ class MmopsApp(App[int]):
         Binding("2", "tab('tab-logs')", show=False),
         Binding("3", "tab('tab-devices')", show=False),
         Binding("4", "tab('tab-service')", show=False),
+        Binding("d", "probe_cluster", "nodes", show=False),
     ]
 
     def __init__(self, target: Target) -> None:
@@ -150,6 +164,7 @@ class MmopsApp(App[int]):
         self._seen_seq = 0  # of the last event the screen has taken
         self.device_timeout_s = DEVICE_TIMEOUT_S
         self._stop_signals = 0
+        self._cluster_probing = False
 
     # ---------------------------------------------------------------- layout
 
@@ -168,6 +183,7 @@ class MmopsApp(App[int]):
                 yield Input(placeholder="search (enter: find, escape: close)", id="search")
             with TabPane("3 Devices", id="tab-devices"), VerticalScroll():
                 yield DevicesPanel(id="devices")
+                yield RayNodesPanel(id="ray-nodes")
             with TabPane("4 Service", id="tab-service"), VerticalScroll():
                 yield ServicePanel(id="service")
         yield Footer(compact=True)
@@ -188,9 +204,15 @@ class MmopsApp(App[int]):
         if self.target.mode == "attach":
             assert self.target.attach is not None
             self.target.attach.start()
+        ray = self.target.cluster is not None
+        self.query_one(DevicesPanel).display = not ray
+        self.query_one(RayNodesPanel).display = ray
+        if ray:
+            self.action_probe_cluster()
+            self.set_interval(CLUSTER_POLL_S, self.action_probe_cluster)
         if self.target.mode != "run":
             self.set_interval(METRICS_POLL_S, self.poll_metrics)
-            if self.target.poll_devices:
+            if self.target.poll_devices and not ray:
                 self.poll_devices()
                 self.set_interval(DEVICE_POLL_S, self.poll_devices)
         self._open_attempt(self._latest_attempt())
@@ -364,6 +386,35 @@ class MmopsApp(App[int]):
             )
             return
         panel.add_sample(report, "; ".join(report.warnings) or None)
+
+    def action_probe_cluster(self) -> None:
+        if self.target.cluster is None:
+            self.notify("not a Ray launch: no cluster to probe", severity="warning")
+            return
+        if self._cluster_probing:
+            self.notify("the Ray nodes are being probed already")
+            return
+        self._cluster_probing = True
+        self.probe_cluster()
+
+    @work(thread=True, group="cluster")
+    def probe_cluster(self) -> None:
+        """The node probe (a child in vLLM's interpreter, bounded by its timeout), off the UI
+        thread; the panels are redrawn when it answers."""
+        from mmops.cluster.view import cluster_view
+
+        probe = self.target.cluster
+        assert probe is not None
+        view, error = None, None
+        try:
+            view = cluster_view(probe())
+        except Exception as exc:  # noqa: BLE001 - said on the panel, the screen goes on
+            error = f"node probe: {type(exc).__name__}: {exc}"
+        finally:
+            self._cluster_probing = False
+        when = time.strftime("%H:%M:%S", time.localtime(self.clock()))
+        if self.is_running:
+            self.call_from_thread(self.query_one(RayNodesPanel).show, view, error, when)
 
     @work(exclusive=True, group="metrics")
     async def poll_metrics(self) -> None:

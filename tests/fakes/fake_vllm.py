@@ -16,6 +16,13 @@ FAKE_VLLM_DIE       silent | logged: the engine dies FAKE_VLLM_DIE_AFTER_S after
 FAKE_VLLM_FLOOD     number of lines the flood scenario prints before exiting 1
 FAKE_VLLM_VM_ALWAYS 1: the npu_vm failure happens even with expandable_segments:False
 FAKE_VLLM_IGNORE    INT or INT,TERM: signals to ignore (to test the SIGTERM/SIGKILL escalation)
+FAKE_VLLM_RAY       1, with --distributed-executor-backend ray (needs an interpreter with Ray):
+                    ray.init() as vLLM's initialize_ray_cluster calls it (no address: RAY_ADDRESS,
+                    the job config in RAY_JOB_CONFIG_JSON_ENV_VAR), one actor pinned to each
+                    alive node as vLLM's workers are (num_cpus=0 here, per-actor env_vars as
+                    RayExecutorV2 adds them), records what each sees of the variables named in
+                    FAKE_VLLM_RAY_ENV; when an actor dies, logs Ray's actor-died line and
+                    EngineDeadError, and /health answers 503, as vLLM's API does then
 
 Stdlib only, so it starts in tens of milliseconds.
 """
@@ -77,6 +84,62 @@ def exit_now(code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+class RayWorker:
+    """Stands where a vLLM worker actor stands: pinned to a node, in that node's environment."""
+
+    def report(self, names: list[str]) -> dict:
+        import ray
+
+        return {
+            "ip": ray.util.get_node_ip_address(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "pid": os.getpid(),
+            "env": {n: os.environ.get(n) for n in names},
+        }
+
+    def ping(self) -> bool:
+        return True
+
+
+def start_ray_workers() -> None:
+    import logging
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    ray.init(log_to_driver=False, logging_level=logging.ERROR)
+    names = [n for n in ENV.get("FAKE_VLLM_RAY_ENV", "").split(",") if n]
+    worker = ray.remote(RayWorker)
+    actors = []
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        strategy = NodeAffinitySchedulingStrategy(node_id=node["NodeID"], soft=False)
+        env = {"RAY_EXPERIMENTAL_NOSET_ASCEND_RT_VISIBLE_DEVICES": "1"}
+        actors.append(
+            worker.options(
+                num_cpus=0, scheduling_strategy=strategy, max_restarts=0,
+                runtime_env={"env_vars": env},
+            ).remote()
+        )  # fmt: skip
+    seen = ray.get([a.report.remote(names) for a in actors], timeout=120)
+    record(event="ray_workers", workers=seen)
+    threading.Thread(target=watch_ray_workers, args=(ray, actors), daemon=True).start()
+
+
+def watch_ray_workers(ray, actors) -> None:
+    while True:
+        time.sleep(0.5)
+        try:
+            ray.get([a.ping.remote() for a in actors], timeout=30)
+        except Exception:  # ActorDiedError, or a node too slow to answer: a dead worker
+            replay("ray_actor_died_gpustack_2415.log")
+            State.engine_dead = True
+            replay("engine_dead_vllm_42362.log")
+            record(event="engine_died")
+            return
 
 
 def start_engine(mode: str) -> subprocess.Popen:
@@ -223,6 +286,8 @@ def main(argv: list[str]) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(64)
+    if ENV.get("FAKE_VLLM_RAY") == "1" and flag(argv, "distributed-executor-backend") == "ray":
+        start_ray_workers()
     engine_mode = ENV.get("FAKE_VLLM_ENGINE")
     if engine_mode:
         State.engine = start_engine(engine_mode)
