@@ -14,6 +14,7 @@ from helpers import FIXTURES
 
 from mmops import doctor
 from mmops.cli import build_parser
+from mmops.cluster.checks import CHECK_IDS
 from mmops.commands.doctor import render
 from mmops.launch.spec import spec_from_args
 from mmops.platform import ReplayRunner
@@ -21,14 +22,7 @@ from mmops.platform.runner import Recording
 
 RAY = FIXTURES / "ray"
 PY = sys.executable  # --python must name a real interpreter; the runner answers for it
-CLUSTER = (
-    "cluster.ray",
-    "cluster.nodes",
-    "cluster.devices",
-    "cluster.versions",
-    "cluster.model",
-    "cluster.network",
-)
+CLUSTER = CHECK_IDS  # the six cluster checks, in report order
 
 
 def spec(*argv: str):

