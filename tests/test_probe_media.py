@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,12 @@ def test_stop_tokens_qwen_based_internvl_use_qwen_ids(tmp_path):
 
 def test_no_stop_tokens_for_qwen2_5_vl():
     assert stop_token_ids_for_model(MODELS / "Qwen2.5-VL-7B-Instruct") is None
+
+
+def test_a_fifo_or_device_is_refused_before_it_is_opened(tmp_path):
+    fifo = tmp_path / "image.jpg"
+    os.mkfifo(fifo)  # opening it would block until a writer comes
+    with pytest.raises(MediaError, match="image.jpg: not a regular file; give an image file"):
+        load_media(fifo, "image")
+    with pytest.raises(MediaError, match="/dev/zero: not a regular file"):
+        load_media("/dev/zero", "video")

@@ -15,6 +15,7 @@ recently used first out.
 from __future__ import annotations
 
 import base64
+import stat
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -90,6 +91,10 @@ def load_media(ref: str | Path, kind: Kind, *, max_bytes: int = DEFAULT_MAX_BYTE
     size = st.st_size
     if path.is_dir():
         raise MediaError(f"{ref_s}: is a directory, not a {kind} file")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the open forever, a device never end
+        raise MediaError(
+            f"{ref_s}: not a regular file; give {'an' if kind == 'image' else 'a'} {kind} file"
+        )
     if size > max_bytes:
         raise MediaError(
             f"{ref_s}: {size / 2**20:.3g} MB is over the {max_bytes / 2**20:.3g} MB limit for one "
